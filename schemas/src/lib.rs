@@ -1,0 +1,298 @@
+//! The lake's tables, defined once.
+//!
+//! Every column of `eks_audit` and `sts_sessions` is listed here with its logical type.
+//! The Arrow schemas the transformer writes, the Athena (Hive) DDL, and the Glue column
+//! lists in the CloudFormation template are all rendered from these two lists, so they
+//! cannot drift apart: a test keeps the checked-in files under `schemas/athena/` equal
+//! to what this crate renders.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+
+pub mod ddl;
+pub mod view;
+
+/// Logical column types. Each maps to exactly one Arrow type and one Hive type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColType {
+    /// UTF-8 string (`string`).
+    Str,
+    /// 32-bit signed integer (`int`).
+    Int,
+    /// INT64 TIMESTAMP(MILLIS, UTC): Athena's `timestamp` only has millisecond precision.
+    TimestampMs,
+    /// `array<string>`.
+    StrList,
+    /// `map<string,string>`.
+    StrMap,
+    /// `map<string,array<string>>` (Kubernetes `user.extra`).
+    StrListMap,
+}
+
+/// One column: its name (lowercase snake_case, the contract) and type.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub ty: ColType,
+    pub comment: &'static str,
+}
+
+const fn col(name: &'static str, ty: ColType, comment: &'static str) -> Column {
+    Column { name, ty, comment }
+}
+
+use ColType::*;
+
+/// `eks_audit`: one row per kube-apiserver audit event (DESIGN section 4).
+pub const EKS_AUDIT: &[Column] = &[
+    // stamps
+    col("account_id", Str, "AWS account that owns the log group (stamped by CloudWatch Logs)"),
+    col("region", Str, "AWS region of the cluster"),
+    col("cluster", Str, "EKS cluster name from the log group (_invalid_ when it is not a valid name)"),
+    col("log_group", Str, "CloudWatch Logs log group"),
+    col("log_stream", Str, "CloudWatch Logs log stream"),
+    col("cwl_event_id", Str, "CloudWatch Logs event id"),
+    col("ingest_time", TimestampMs, "when the transformer processed the event"),
+    // audit event
+    col("audit_id", Str, "auditID"),
+    col("stage", Str, "stage"),
+    col("level", Str, "level"),
+    col("verb", Str, "verb"),
+    col("request_uri", Str, "requestURI"),
+    col("event_time", TimestampMs, "requestReceivedTimestamp (CloudWatch timestamp when unparseable)"),
+    col("stage_time", TimestampMs, "stageTimestamp"),
+    col("username", Str, "user.username"),
+    col("user_uid", Str, "user.uid"),
+    col("user_groups", StrList, "user.groups"),
+    col("user_extra", StrListMap, "user.extra"),
+    col("impersonated_username", Str, "impersonatedUser.username"),
+    col("impersonated_groups", StrList, "impersonatedUser.groups"),
+    col("source_ips", StrList, "sourceIPs"),
+    col("source_ip", Str, "last entry of sourceIPs: the one a client cannot forge"),
+    col("user_agent", Str, "userAgent"),
+    col("object_resource", Str, "objectRef.resource"),
+    col("object_subresource", Str, "objectRef.subresource"),
+    col("object_namespace", Str, "objectRef.namespace"),
+    col("object_name", Str, "objectRef.name"),
+    col("object_api_group", Str, "objectRef.apiGroup"),
+    col("object_api_version", Str, "objectRef.apiVersion"),
+    col("response_code", Int, "responseStatus.code"),
+    col("response_status", Str, "responseStatus.status"),
+    col("response_reason", Str, "responseStatus.reason"),
+    col("response_message", Str, "responseStatus.message"),
+    col("authz_decision", Str, "annotation authorization.k8s.io/decision"),
+    col("authz_reason", Str, "annotation authorization.k8s.io/reason"),
+    col("annotations", StrMap, "annotations"),
+    col("request_object", Str, "requestObject as raw JSON"),
+    col("response_object", Str, "responseObject as raw JSON"),
+    // AWS identity as logged by aws-iam-authenticator
+    col("aws_access_key_id", Str, "user.extra.accessKeyId"),
+    col("aws_arn", Str, "user.extra.arn"),
+    col("aws_role_arn", Str, "user.extra.canonicalArn (no IAM path)"),
+    col("aws_session_name", Str, "user.extra.sessionName (raw)"),
+    col("aws_principal_id", Str, "user.extra.principalId"),
+    // attribution
+    col("principal_type", Str, "iam_user, saml_user, identity_center_user, web_identity, federated_user, aws_service, root, aws_account, assumed_role, anonymous, k8s_service_account, k8s_system, unknown"),
+    col("principal_name", Str, "user name, SAML subject, web identity subject, service account, ..."),
+    col("principal_arn", Str, "IAM user / root / federated user ARN; identity provider ARN for SAML and web identity"),
+    col("principal_account_id", Str, "account of the originating principal"),
+    col("source_identity", Str, "STS source identity carried through the role chain"),
+    col("role_chain", StrList, "role ARNs from the first assumed role to the last"),
+    col("attribution_method", Str, "access_key, session_name, direct, none"),
+    col("attribution_status", Str, "resolved, pending, ambiguous, not_applicable"),
+    // quality
+    col("parse_status", Str, "ok, truncated, invalid"),
+    col("raw_message", Str, "the CloudWatch message, only when parse_status is not ok"),
+];
+
+/// `sts_sessions`: one row per CloudTrail STS call that issues (or failed to issue)
+/// temporary credentials.
+pub const STS_SESSIONS: &[Column] = &[
+    col("event_time", TimestampMs, "eventTime"),
+    col("event_id", Str, "eventID"),
+    col(
+        "shared_event_id",
+        Str,
+        "sharedEventID (cross-account calls only)",
+    ),
+    col("request_id", Str, "requestID"),
+    col("recipient_account_id", Str, "recipientAccountId"),
+    col(
+        "event_name",
+        Str,
+        "AssumeRole, AssumeRoleWithSAML, AssumeRoleWithWebIdentity, GetFederationToken",
+    ),
+    col("aws_region", Str, "awsRegion"),
+    col("source_ip", Str, "sourceIPAddress"),
+    col("user_agent", Str, "userAgent"),
+    col("error_code", Str, "errorCode (failed calls issue nothing)"),
+    col("caller_type", Str, "userIdentity.type"),
+    col("caller_arn", Str, "userIdentity.arn"),
+    col("caller_principal_id", Str, "userIdentity.principalId"),
+    col("caller_account_id", Str, "userIdentity.accountId"),
+    col("caller_access_key_id", Str, "userIdentity.accessKeyId"),
+    col(
+        "caller_user_name",
+        Str,
+        "userIdentity.userName or sessionIssuer.userName",
+    ),
+    col("role_arn", Str, "requestParameters.roleArn"),
+    col(
+        "role_session_name",
+        Str,
+        "requestParameters.roleSessionName (or name for GetFederationToken)",
+    ),
+    col(
+        "source_identity",
+        Str,
+        "sourceIdentity (request, response or caller session)",
+    ),
+    col(
+        "assumed_role_id",
+        Str,
+        "responseElements.assumedRoleUser.assumedRoleId",
+    ),
+    col(
+        "assumed_role_arn",
+        Str,
+        "responseElements.assumedRoleUser.arn (or federatedUser.arn)",
+    ),
+    col(
+        "access_key_id",
+        Str,
+        "issued responseElements.credentials.accessKeyId",
+    ),
+    col(
+        "expiration",
+        TimestampMs,
+        "responseElements.credentials.expiration",
+    ),
+    col("saml_subject", Str, "responseElements.subject"),
+    col("saml_provider_arn", Str, "requestParameters.principalArn"),
+    col(
+        "web_identity_subject",
+        Str,
+        "responseElements.subjectFromWebIdentityToken",
+    ),
+    col("web_identity_provider", Str, "responseElements.provider"),
+];
+
+/// A lake table: its name, folder under the lake root, and columns.
+#[derive(Debug, Clone, Copy)]
+pub struct Table {
+    pub name: &'static str,
+    pub prefix: &'static str,
+    pub columns: &'static [Column],
+    /// Plain (non-Hive) folders below `dt=`, for the `storage.location.template` comment.
+    pub subfolders: &'static str,
+}
+
+pub const EKS_AUDIT_TABLE: Table = Table {
+    name: "eks_audit",
+    prefix: "eks_audit",
+    columns: EKS_AUDIT,
+    subfolders: "<account_id>/<cluster>/",
+};
+
+pub const STS_SESSIONS_TABLE: Table = Table {
+    name: "sts_sessions",
+    prefix: "sts_sessions",
+    columns: STS_SESSIONS,
+    subfolders: "<account_id>/",
+};
+
+pub const TABLES: [Table; 2] = [EKS_AUDIT_TABLE, STS_SESSIONS_TABLE];
+
+/// Child field name of lists, as the Parquet LIST spec names it.
+pub const LIST_ITEM: &str = "element";
+
+/// The Arrow list type used for `array<string>` columns.
+pub fn str_list_type() -> DataType {
+    DataType::List(Arc::new(Field::new(LIST_ITEM, DataType::Utf8, true)))
+}
+
+fn map_type(value: DataType) -> DataType {
+    let entries = Fields::from(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("value", value, true),
+    ]);
+    DataType::Map(
+        Arc::new(Field::new("key_value", DataType::Struct(entries), false)),
+        false,
+    )
+}
+
+impl ColType {
+    pub fn arrow(self) -> DataType {
+        match self {
+            Str => DataType::Utf8,
+            Int => DataType::Int32,
+            TimestampMs => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            StrList => str_list_type(),
+            StrMap => map_type(DataType::Utf8),
+            StrListMap => map_type(str_list_type()),
+        }
+    }
+
+    pub fn hive(self) -> &'static str {
+        match self {
+            Str => "string",
+            Int => "int",
+            TimestampMs => "timestamp",
+            StrList => "array<string>",
+            StrMap => "map<string,string>",
+            StrListMap => "map<string,array<string>>",
+        }
+    }
+}
+
+/// The Arrow schema for a column list. Every column is nullable: a kept unparseable row
+/// has almost nothing.
+pub fn arrow_schema(columns: &[Column]) -> SchemaRef {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(c.name, c.ty.arrow(), true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Index of a column by name (for builders that fill columns by position).
+pub fn column_index(columns: &[Column], name: &str) -> Option<usize> {
+    columns.iter().position(|c| c.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_lowercase_snake_case_and_unique() {
+        for t in TABLES {
+            let mut seen = std::collections::HashSet::new();
+            for c in t.columns {
+                assert!(
+                    c.name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                    "{}",
+                    c.name
+                );
+                assert!(seen.insert(c.name), "duplicate column {}", c.name);
+                assert_ne!(c.name, "dt", "dt is the partition key, never a file column");
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_are_millis_utc() {
+        let s = arrow_schema(EKS_AUDIT);
+        let f = s.field_with_name("event_time").unwrap();
+        assert_eq!(
+            f.data_type(),
+            &DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+        );
+        assert_eq!(s.fields().len(), EKS_AUDIT.len());
+    }
+}

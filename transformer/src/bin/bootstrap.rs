@@ -1,0 +1,41 @@
+//! The Lambda: Firehose transformation for the central Kinesis stream.
+//!
+//! Configuration is read once at cold start; a bad value fails the start (the Lambda
+//! init error is visible in CloudWatch). Each invocation prints one EMF metrics line.
+
+use anyhow::Context;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+
+use transformer::config::Config;
+use transformer::firehose::{FirehoseEvent, FirehoseResponse};
+use transformer::runtime::{build_handler, now_ms};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let config = Config::from_env(None, None).context("configuration")?;
+    let handler = build_handler(&config).await.context("start")?;
+    // lives for the whole process; the runtime needs 'static
+    let handler: &'static _ = Box::leak(Box::new(handler));
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<FirehoseEvent>| async move {
+        let now = now_ms();
+        let (resp, out) = handler
+            .handle_firehose(&ev.payload, now)
+            .await
+            .map_err(|e| {
+                // An error makes Firehose retry the whole batch; keys are deterministic.
+                eprintln!("{{\"level\":\"error\",\"message\":{:?}}}", e.to_string());
+                e
+            })?;
+        for (r, o) in resp.records.iter().zip(&out.outcomes) {
+            if let Some(why) = &o.error {
+                eprintln!(
+                    "{{\"level\":\"warn\",\"recordId\":{:?},\"result\":\"ProcessingFailed\",\"reason\":{:?}}}",
+                    r.record_id, why
+                );
+            }
+        }
+        println!("{}", out.metrics.emf_line(now));
+        Ok::<FirehoseResponse, Error>(resp)
+    }))
+    .await
+}

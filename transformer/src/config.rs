@@ -1,0 +1,156 @@
+//! Configuration, read once at start into a validated struct. The Lambda and the CLI
+//! read the same variables (DESIGN 4a); a bad value fails start with its name.
+
+use crate::decode::DEFAULT_MAX_DECOMPRESSED;
+use crate::lake::LakeUri;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{name}: {why}")]
+    Invalid { name: &'static str, why: String },
+    #[error("{0} is not set")]
+    Missing(&'static str),
+}
+
+pub const ENV_LAKE: &str = "AUDITLAKE_LAKE";
+pub const ENV_AWS_AUTH: &str = "AUDITLAKE_AWS_AUTH";
+pub const ENV_RAW_ARCHIVE: &str = "AUDITLAKE_RAW_ARCHIVE";
+pub const ENV_MAX_DECOMPRESSED_MB: &str = "AUDITLAKE_MAX_DECOMPRESSED_MB";
+
+/// Where the aws-auth `mapRoles` come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AwsAuthSource {
+    File(std::path::PathBuf),
+    S3 { bucket: String, key: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub lake: LakeUri,
+    pub aws_auth: Option<AwsAuthSource>,
+    pub raw_archive: bool,
+    pub max_decompressed: usize,
+}
+
+impl Config {
+    /// Read the configuration through `var` (the process environment in binaries).
+    /// `lake_default` applies when `AUDITLAKE_LAKE` is unset (the CLI's `./lake`).
+    pub fn from_vars(
+        var: impl Fn(&str) -> Option<String>,
+        lake_override: Option<&str>,
+        lake_default: Option<&str>,
+    ) -> Result<Self, ConfigError> {
+        let lake_s = lake_override
+            .map(str::to_string)
+            .or_else(|| var(ENV_LAKE).filter(|s| !s.is_empty()))
+            .or_else(|| lake_default.map(str::to_string))
+            .ok_or(ConfigError::Missing(ENV_LAKE))?;
+        let lake = LakeUri::parse(&lake_s).map_err(|e| ConfigError::Invalid {
+            name: ENV_LAKE,
+            why: e.to_string(),
+        })?;
+        let raw_archive = match var(ENV_RAW_ARCHIVE).as_deref().map(str::trim) {
+            None | Some("") => true,
+            Some(v) if v.eq_ignore_ascii_case("true") || v == "1" => true,
+            Some(v) if v.eq_ignore_ascii_case("false") || v == "0" => false,
+            Some(v) => {
+                return Err(ConfigError::Invalid {
+                    name: ENV_RAW_ARCHIVE,
+                    why: format!("expected true or false, got {v:?}"),
+                })
+            }
+        };
+        let aws_auth = match var(ENV_AWS_AUTH).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(v) => Some(match v.strip_prefix("s3://") {
+                Some(rest) => match rest.split_once('/') {
+                    Some((b, k)) if !b.is_empty() && !k.is_empty() => AwsAuthSource::S3 {
+                        bucket: b.to_string(),
+                        key: k.to_string(),
+                    },
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            name: ENV_AWS_AUTH,
+                            why: format!("{v:?} is not s3://bucket/key"),
+                        })
+                    }
+                },
+                None => AwsAuthSource::File(v.into()),
+            }),
+        };
+        let max_decompressed = match var(ENV_MAX_DECOMPRESSED_MB) {
+            None => DEFAULT_MAX_DECOMPRESSED,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(mb) if (1..=1024).contains(&mb) => mb << 20,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: ENV_MAX_DECOMPRESSED_MB,
+                        why: format!("expected 1..=1024 (MiB), got {v:?}"),
+                    })
+                }
+            },
+        };
+        Ok(Self {
+            lake,
+            aws_auth,
+            raw_archive,
+            max_decompressed,
+        })
+    }
+
+    pub fn from_env(
+        lake_override: Option<&str>,
+        lake_default: Option<&str>,
+    ) -> Result<Self, ConfigError> {
+        Self::from_vars(|n| std::env::var(n).ok(), lake_override, lake_default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(|n| m.get(n).cloned(), None, None)
+    }
+
+    #[test]
+    fn validates_every_variable() {
+        assert_eq!(cfg(&[]), Err(ConfigError::Missing(ENV_LAKE)));
+        let c = cfg(&[(ENV_LAKE, "s3://lake-bucket/p")]).unwrap();
+        assert!(c.raw_archive);
+        assert_eq!(c.max_decompressed, DEFAULT_MAX_DECOMPRESSED);
+        let c = cfg(&[
+            (ENV_LAKE, "/tmp/l"),
+            (ENV_RAW_ARCHIVE, "false"),
+            (ENV_AWS_AUTH, "s3://cfg/aws-auth.yaml"),
+            (ENV_MAX_DECOMPRESSED_MB, "8"),
+        ])
+        .unwrap();
+        assert!(!c.raw_archive);
+        assert_eq!(c.max_decompressed, 8 << 20);
+        assert_eq!(
+            c.aws_auth,
+            Some(AwsAuthSource::S3 {
+                bucket: "cfg".into(),
+                key: "aws-auth.yaml".into()
+            })
+        );
+        for bad in [
+            vec![(ENV_LAKE, "gs://x/y")],
+            vec![(ENV_LAKE, "/l"), (ENV_RAW_ARCHIVE, "yes")],
+            vec![(ENV_LAKE, "/l"), (ENV_AWS_AUTH, "s3://only-bucket")],
+            vec![(ENV_LAKE, "/l"), (ENV_MAX_DECOMPRESSED_MB, "0")],
+        ] {
+            assert!(
+                matches!(cfg(&bad), Err(ConfigError::Invalid { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+}

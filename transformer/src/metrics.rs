@@ -1,0 +1,92 @@
+//! Per-invocation counts, printed as one CloudWatch Embedded Metric Format line.
+//! Docs: <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>
+
+use std::ops::AddAssign;
+
+use serde::Serialize;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Metrics {
+    pub records_in: u64,
+    pub records_ok: u64,
+    pub records_dropped: u64,
+    pub records_failed: u64,
+    pub bytes_in: u64,
+    pub bytes_decompressed: u64,
+    /// CloudWatch log events seen in data messages.
+    pub log_events: u64,
+    /// `eks_audit` rows written (all parse statuses).
+    pub events_written: u64,
+    pub truncated: u64,
+    pub invalid: u64,
+    /// Log events that are not rows: non-audit streams of cluster log groups, CloudTrail
+    /// events other than STS credential calls, other log groups.
+    pub skipped: u64,
+    pub sts_sessions: u64,
+    pub attribution_resolved: u64,
+    pub attribution_pending: u64,
+    pub attribution_ambiguous: u64,
+    pub attribution_not_applicable: u64,
+    pub session_lookups: u64,
+    pub objects_written: u64,
+    pub bytes_written: u64,
+}
+
+impl AddAssign for Metrics {
+    fn add_assign(&mut self, o: Self) {
+        self.records_in += o.records_in;
+        self.records_ok += o.records_ok;
+        self.records_dropped += o.records_dropped;
+        self.records_failed += o.records_failed;
+        self.bytes_in += o.bytes_in;
+        self.bytes_decompressed += o.bytes_decompressed;
+        self.log_events += o.log_events;
+        self.events_written += o.events_written;
+        self.truncated += o.truncated;
+        self.invalid += o.invalid;
+        self.skipped += o.skipped;
+        self.sts_sessions += o.sts_sessions;
+        self.attribution_resolved += o.attribution_resolved;
+        self.attribution_pending += o.attribution_pending;
+        self.attribution_ambiguous += o.attribution_ambiguous;
+        self.attribution_not_applicable += o.attribution_not_applicable;
+        self.session_lookups += o.session_lookups;
+        self.objects_written += o.objects_written;
+        self.bytes_written += o.bytes_written;
+    }
+}
+
+pub const NAMESPACE: &str = "EksAuditLake";
+
+impl Metrics {
+    /// One EMF JSON line: the counts as top-level members plus the `_aws` metadata that
+    /// makes CloudWatch extract them as metrics.
+    pub fn emf_line(&self, timestamp_ms: i64) -> String {
+        let fields = serde_json::to_value(self).unwrap_or_default();
+        let names: Vec<serde_json::Value> = fields
+            .as_object()
+            .map(|m| {
+                m.keys()
+                    .map(|k| serde_json::json!({"Name": k, "Unit": if k.starts_with("bytes") {"Bytes"} else {"Count"}}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut doc = serde_json::json!({
+            "_aws": {
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [[]],
+                    "Metrics": names,
+                }]
+            },
+            "message": "auditlake batch",
+        });
+        if let (Some(d), Some(f)) = (doc.as_object_mut(), fields.as_object()) {
+            for (k, v) in f {
+                d.insert(k.clone(), v.clone());
+            }
+        }
+        doc.to_string()
+    }
+}
