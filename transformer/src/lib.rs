@@ -12,6 +12,7 @@ pub mod demo;
 pub mod encode;
 pub mod firehose;
 pub mod handler;
+pub mod ingest;
 pub mod lake;
 pub mod metrics;
 pub mod runtime;

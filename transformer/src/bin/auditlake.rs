@@ -1,1 +1,235 @@
-fn main() {}
+//! `auditlake`: run the Firehose handler locally (DESIGN 4a).
+//!
+//! Exit codes: 0 success; 2 bad usage or unreadable input (one-line reason); 1 failure
+//! while writing.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use transformer::config::Config;
+use transformer::firehose::FirehoseEvent;
+use transformer::runtime::{build_handler, now_ms, LakeHandler};
+
+#[derive(Parser)]
+#[command(
+    name = "auditlake",
+    version,
+    about = "EKS audit lake: run the transformer locally"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate a demo organisation (accounts, clusters, people, an incident), run it
+    /// through the handler into a local lake and print a forensic report.
+    Demo {
+        /// Lake directory.
+        #[arg(long, default_value = "lake")]
+        lake: PathBuf,
+    },
+    /// Run the handler once on a Firehose transformation event (JSON file or `-`).
+    /// Prints the Firehose response on stdout and counts on stderr.
+    Invoke {
+        #[arg(long)]
+        event: String,
+        /// Lake URI (directory or s3://bucket/prefix); default $AUDITLAKE_LAKE or ./lake.
+        #[arg(long)]
+        lake: Option<String>,
+    },
+    /// Backfill: CloudWatch Logs subscription payloads (gzip or JSON), the Firehose raw/
+    /// archive, CloudTrail S3 log files. Directories are read recursively.
+    Ingest {
+        #[arg(long)]
+        lake: Option<String>,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the Athena DDL (tables and view), or write it to a directory.
+    Ddl {
+        /// Lake location to put in the DDL (s3://bucket/prefix).
+        #[arg(long, default_value = schemas::ddl::LAKE_PLACEHOLDER)]
+        location: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// A failure with its exit code.
+struct Fail(u8, String);
+
+impl<E: std::fmt::Display> From<(u8, E)> for Fail {
+    fn from((code, e): (u8, E)) -> Self {
+        Fail(code, e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("auditlake: cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail(code, msg)) => {
+            eprintln!("auditlake: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn handler(lake: Option<&str>) -> Result<LakeHandler, Fail> {
+    let config = Config::from_env(lake, Some("lake")).map_err(|e| Fail(2, e.to_string()))?;
+    build_handler(&config)
+        .await
+        .map_err(|e| Fail(2, e.to_string()))
+}
+
+async fn run(cli: Cli) -> Result<(), Fail> {
+    match cli.cmd {
+        Cmd::Demo { lake } => transformer::demo::run(&lake)
+            .await
+            .map(|_| ())
+            .map_err(|e| Fail(1, e.to_string())),
+        Cmd::Invoke { event, lake } => invoke(&event, lake.as_deref()).await,
+        Cmd::Ingest { lake, paths } => ingest(lake.as_deref(), &paths).await,
+        Cmd::Ddl { location, out } => {
+            for (file, sql) in schemas::ddl::rendered_files() {
+                let sql = sql.replace(
+                    schemas::ddl::LAKE_PLACEHOLDER,
+                    location.trim_end_matches('/'),
+                );
+                match &out {
+                    Some(dir) => {
+                        std::fs::create_dir_all(dir)
+                            .map_err(|e| Fail(1, format!("{}: {e}", dir.display())))?;
+                        let p = dir.join(file);
+                        std::fs::write(&p, sql)
+                            .map_err(|e| Fail(1, format!("{}: {e}", p.display())))?;
+                    }
+                    None => println!("{sql}"),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn invoke(event: &str, lake: Option<&str>) -> Result<(), Fail> {
+    let text = if event == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Fail(2, format!("reading stdin: {e}")))?;
+        s
+    } else {
+        std::fs::read_to_string(event).map_err(|e| Fail(2, format!("{event}: {e}")))?
+    };
+    let ev: FirehoseEvent = serde_json::from_str(&text).map_err(|e| {
+        Fail(
+            2,
+            format!("{event}: not a Firehose transformation event: {e}"),
+        )
+    })?;
+    let h = handler(lake).await?;
+    let now = now_ms();
+    let (resp, out) = h
+        .handle_firehose(&ev, now)
+        .await
+        .map_err(|e| Fail(1, e.to_string()))?;
+    for (r, o) in resp.records.iter().zip(&out.outcomes) {
+        if let Some(why) = &o.error {
+            eprintln!("record {}: ProcessingFailed: {why}", r.record_id);
+        }
+    }
+    let json = serde_json::to_string(&resp).map_err(|e| Fail(1, e.to_string()))?;
+    println!("{json}");
+    eprintln!("{}", out.metrics.emf_line(now));
+    Ok(())
+}
+
+fn collect_files(p: &Path, out: &mut Vec<PathBuf>) -> Result<(), Fail> {
+    let meta = std::fs::metadata(p).map_err(|e| Fail(2, format!("{}: {e}", p.display())))?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+            .map_err(|e| Fail(2, format!("{}: {e}", p.display())))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for e in entries {
+            collect_files(&e, out)?;
+        }
+    } else {
+        out.push(p.to_path_buf());
+    }
+    Ok(())
+}
+
+async fn ingest(lake: Option<&str>, paths: &[PathBuf]) -> Result<(), Fail> {
+    let mut files = Vec::new();
+    for p in paths {
+        collect_files(p, &mut files)?;
+    }
+    let h = handler(lake).await?;
+    let mut total = transformer::metrics::Metrics::default();
+    let mut unreadable = Vec::new();
+    for f in &files {
+        let bytes = std::fs::read(f).map_err(|e| Fail(2, format!("{}: {e}", f.display())))?;
+        let name = f.display().to_string();
+        let records =
+            match transformer::ingest::records_from_file(&name, bytes, h.config.max_decompressed) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("{name}: {e}");
+                    unreadable.push(name);
+                    continue;
+                }
+            };
+        for batch in transformer::ingest::batches(records) {
+            let out = h
+                .process(&batch, None, now_ms())
+                .await
+                .map_err(|e| Fail(1, format!("{name}: {e}")))?;
+            for (r, o) in batch.iter().zip(&out.outcomes) {
+                if let Some(why) = &o.error {
+                    eprintln!("{}: {why}", r.record_id);
+                    if !unreadable.contains(&name) {
+                        unreadable.push(name.clone());
+                    }
+                }
+            }
+            total += out.metrics;
+        }
+    }
+    eprintln!("{}", total.emf_line(now_ms()));
+    eprintln!(
+        "ingested {} file(s): {} audit events, {} STS sessions, {} objects written",
+        files.len(),
+        total.events_written,
+        total.sts_sessions,
+        total.objects_written
+    );
+    if !unreadable.is_empty() {
+        return Err(Fail(
+            2,
+            format!(
+                "{} unreadable input file(s): {}",
+                unreadable.len(),
+                unreadable.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
