@@ -204,3 +204,28 @@ impl SessionCache {
         }
     }
 }
+
+/// A shared store is a store (tests keep a handle to inspect what was indexed).
+impl<T: SessionStore> SessionStore for Arc<T> {
+    fn get(
+        &self,
+        access_key_id: &str,
+    ) -> impl Future<Output = Result<Option<StsSession>, StoreError>> + Send {
+        (**self).get(access_key_id)
+    }
+    fn find_by_role_session(
+        &self,
+        role: &str,
+        munged: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> impl Future<Output = Result<Vec<StsSession>, StoreError>> + Send {
+        (**self).find_by_role_session(role, munged, from_ms, to_ms)
+    }
+    fn put(
+        &self,
+        sessions: &[Arc<StsSession>],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).put(sessions)
+    }
+}

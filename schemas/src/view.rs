@@ -40,9 +40,20 @@ const ORIGIN_FIELDS: &[&str] = &[
 
 fn origin_pick(field: &str) -> String {
     format!(
-        "    CASE origin_hop WHEN 1 THEN s1.{f} WHEN 2 THEN s2.{f} WHEN 3 THEN s3.{f} END AS o_{f}",
+        "    CASE origin_hop WHEN 1 THEN s1_{f} WHEN 2 THEN s2_{f} WHEN 3 THEN s3_{f} END AS o_{f}",
         f = field
     )
+}
+
+/// `s1.x AS s1_x` for every hop and origin field: the later steps cannot see s1..s3.
+fn hop_fields() -> String {
+    let mut v = Vec::new();
+    for hop in 1..=3 {
+        for f in ORIGIN_FIELDS {
+            v.push(format!("    s{hop}.{f} AS s{hop}_{f}"));
+        }
+    }
+    v.join(",\n")
 }
 
 fn filled_expr(col: &str) -> &'static str {
@@ -143,9 +154,7 @@ WITH sessions AS (
 hops AS (
   SELECT
 {passthrough},
-    s1.role_arn AS s1_role_arn,
-    s2.role_arn AS s2_role_arn,
-    s3.role_arn AS s3_role_arn,
+{hop_fields},
     s1.source_identity AS s1_source_identity,
     CASE
       WHEN s1.access_key_id IS NULL THEN NULL
@@ -180,6 +189,7 @@ SELECT
 FROM decided;
 ",
         passthrough = passthrough.join(",\n"),
+        hop_fields = hop_fields(),
         origin = origin.join(",\n"),
         out = out_cols.join(",\n"),
     )

@@ -163,3 +163,131 @@ pub fn envelopes(json: &[u8]) -> Result<Vec<CwlEnvelope<'_>>, DecodeError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gz(b: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    }
+
+    const ENV: &str = r#"{"messageType":"DATA_MESSAGE","owner":"111122223333","logGroup":"/aws/eks/a/cluster","logStream":"kube-apiserver-audit-1","subscriptionFilters":["f"],"logEvents":[{"id":"38480917865042697267627490045603633139480491071049695232","timestamp":1,"message":"{\"a\":1}"},{"id":42,"timestamp":2,"message":"m","extractedFields":{"@aws.account":"111122223333","@aws.region":"eu-west-1"}}],"policyLevel":"ACCOUNT_LEVEL_POLICY"}"#;
+
+    #[test]
+    fn every_gzip_member_and_every_document_is_read() {
+        // GzDecoder would stop after the first member; the second must not be lost.
+        let mut two = gz(ENV.as_bytes());
+        two.extend(gz(ENV.as_bytes()));
+        let json = gunzip(&two, DEFAULT_MAX_DECOMPRESSED).unwrap();
+        let envs = envelopes(&json).unwrap();
+        assert_eq!(envs.len(), 2);
+        let e = &envs[0];
+        assert_eq!(e.message_type, MessageType::Data);
+        assert_eq!(e.policy_level.as_deref(), Some("ACCOUNT_LEVEL_POLICY"));
+        assert_eq!(
+            e.log_events[0].id,
+            "38480917865042697267627490045603633139480491071049695232"
+        );
+        assert_eq!(e.log_events[1].id, "42"); // moto sends a number
+        assert_eq!(e.log_events[0].message, "{\"a\":1}");
+        assert_eq!(
+            e.log_events[1]
+                .extracted_fields
+                .as_ref()
+                .unwrap()
+                .region
+                .as_deref(),
+            Some("eu-west-1")
+        );
+        // documents back to back without gzip framing (Firehose archive after gunzip)
+        let concat = format!("{ENV}{ENV}\n{ENV}");
+        assert_eq!(envelopes(concat.as_bytes()).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn bad_records_get_a_precise_error() {
+        let cases: Vec<(&str, Vec<u8>, fn(&DecodeError) -> bool)> = vec![
+            ("empty", vec![], |e| matches!(e, DecodeError::NotGzip(_))),
+            ("plain json", ENV.as_bytes().to_vec(), |e| {
+                matches!(e, DecodeError::NotGzip(_))
+            }),
+            ("truncated", gz(ENV.as_bytes())[..40].to_vec(), |e| {
+                matches!(e, DecodeError::TruncatedGzip(_))
+            }),
+            (
+                "corrupt",
+                {
+                    let mut g = gz(ENV.as_bytes());
+                    for b in &mut g[12..30] {
+                        *b ^= 0x5a;
+                    }
+                    g
+                },
+                |e| {
+                    matches!(
+                        e,
+                        DecodeError::CorruptGzip(_) | DecodeError::TruncatedGzip(_)
+                    )
+                },
+            ),
+        ];
+        for (name, data, ok) in cases {
+            let err = gunzip(&data, DEFAULT_MAX_DECOMPRESSED).unwrap_err();
+            assert!(ok(&err), "{name}: {err}");
+        }
+        let trailing = format!("{ENV} trailing");
+        let doc_cases: Vec<(&str, &str)> = vec![
+            ("not json", "<xml/>"),
+            (
+                "missing owner",
+                r#"{"messageType":"DATA_MESSAGE","logGroup":"g","logEvents":[]}"#,
+            ),
+            (
+                "missing logGroup",
+                r#"{"messageType":"DATA_MESSAGE","owner":"1","logEvents":[]}"#,
+            ),
+            (
+                "missing logEvents",
+                r#"{"messageType":"DATA_MESSAGE","owner":"1","logGroup":"g"}"#,
+            ),
+            (
+                "unknown type",
+                r#"{"messageType":"OTHER","owner":"1","logGroup":"g","logEvents":[]}"#,
+            ),
+            ("good then garbage", &trailing),
+        ];
+        for (name, doc) in doc_cases {
+            assert!(
+                matches!(envelopes(doc.as_bytes()), Err(DecodeError::Envelope { .. })),
+                "{name}"
+            );
+        }
+        assert_eq!(envelopes(b"  \n").unwrap_err(), DecodeError::Empty);
+    }
+
+    #[test]
+    fn a_decompression_bomb_fails_the_record_not_the_process() {
+        let bomb = gz(&vec![b'{'; 8 << 20]); // 8 MiB of '{' compresses to ~8 KiB
+        assert!(bomb.len() < 64 << 10);
+        assert_eq!(
+            gunzip(&bomb, 1 << 20).unwrap_err(),
+            DecodeError::TooLarge(1 << 20)
+        );
+        assert_eq!(gunzip(&bomb, 16 << 20).unwrap().len(), 8 << 20);
+    }
+
+    #[test]
+    fn nested_gzip_is_unwrapped_for_backfills() {
+        let inner = gz(ENV.as_bytes());
+        let outer = gz(&inner);
+        assert_eq!(gunzip_any(outer, 1 << 20).unwrap(), ENV.as_bytes());
+        assert_eq!(
+            gunzip_any(ENV.as_bytes().to_vec(), 1 << 20).unwrap(),
+            ENV.as_bytes()
+        );
+    }
+}
