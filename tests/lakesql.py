@@ -25,6 +25,10 @@ SHIM = [
     (re.compile(r"\bcontains\(", re.I), "list_contains("),
     (re.compile(r"\bdate_diff\('second',", re.I), "date_diff('second',"),
     (re.compile(r"\bapprox_distinct\(", re.I), "approx_count_distinct("),
+    # used by the forensic playbook (schemas/queries/*.sql)
+    (re.compile(r"\bjson_format\(", re.I), "json("),
+    (re.compile(r"\bregexp_like\(", re.I), "regexp_matches("),
+    (re.compile(r"\barray_join\(", re.I), "array_to_string("),
 ]
 
 

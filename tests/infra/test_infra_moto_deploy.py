@@ -1,0 +1,309 @@
+"""Deploy the real templates into a moto server (AWS emulator on a loopback port).
+
+moto's CloudFormation only creates some resource types; cfn_emulator.py (see its
+docstring) creates the others through their service APIs with the properties that moto's
+CloudFormation resolved from *our* expressions and parameters. Every resource of every
+template is thus either created, or listed in `Deployment.not_created` with a reason,
+and the tests assert exactly which ones are not created and why.
+
+Accounts: the central stack runs in moto's default account 123456789012; members run in
+other accounts (moto serves requests made with assumed-role credentials as that account).
+
+Known moto gaps worked around here (not template problems):
+* moto treats a logs *destination* ARN given to PutSubscriptionFilter as a log-group ARN
+  and looks that log group up; `_destination_decoy` creates a log group named after the
+  destination in the central account so the filter can be stored.
+* moto has no PutAccountPolicy: the account policy's resolved properties are checked
+  (the JSON policy document is parsed) instead of an API result.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pytest
+
+import cfn_emulator as emu
+from infra_support import Aws, INFRA, load
+
+CENTRAL_ACCOUNT = "123456789012"
+STS_EVENTS = ["AssumeRole", "AssumeRoleWithSAML", "AssumeRoleWithWebIdentity", "GetFederationToken"]
+CENTRAL_EMULATED = {
+    "AuditDestination", "LakeBucketPolicy", "FirehoseLogStream", "DeliveryStream", "GlueDatabase",
+    "GlueTableEksAudit", "GlueTableStsSessions", "AthenaWorkGroup", "ViewQueryEksAuditAttributed",
+    "AlarmTopic", "TransformerErrorsAlarm", "FirehoseProcessingAlarm", "FirehoseDeliveryAlarm",
+    "FirehoseFreshnessAlarm", "StreamIteratorAgeAlarm", "AlarmEmailSubscription",
+}
+
+
+@pytest.fixture(scope="module")
+def central_aws(moto_endpoint):
+    aws = Aws(moto_endpoint)
+    assert aws.account == CENTRAL_ACCOUNT
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="code-bucket")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\n")
+    s3.put_object(Bucket="code-bucket", Key="eks-audit-lake/bootstrap-arm64.zip", Body=buf.getvalue())
+    return aws
+
+
+def deploy_central(aws: Aws, name: str, **params: str) -> emu.Deployment:
+    base = {"NamePrefix": name, "GlueDatabaseName": name.replace("-", "_"), "LambdaCodeBucket": "code-bucket"}
+    return emu.deploy(aws.client("cloudformation"), aws.client, load("central.yaml"), name, {**base, **params})
+
+
+@pytest.fixture(scope="module")
+def central(central_aws):
+    """Organisation mode, a lake prefix, the aws-auth file and an alarm e-mail."""
+    return deploy_central(central_aws, "audit-org", OrganizationId="o-abcdefghij", LakePrefix="org/lake",
+                          AwsAuthS3Uri="s3://config-bucket/eks/aws-auth.yaml", AlarmEmail="sec@example.com")
+
+
+def _destination_decoy(central_aws: Aws):
+    def hook(lid: str, props: dict) -> None:
+        arn = props.get("DestinationArn", "")
+        if ":destination:" in arn:
+            name = arn.split(":destination:")[1]
+            logs = central_aws.client("logs")
+            if not logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]:
+                logs.create_log_group(logGroupName=name)
+    return hook
+
+
+# ------------------------------------------------------------------------------ central
+
+
+def test_central_every_resource_is_created(central):
+    assert central.not_created == {}
+    saved = {lid for lid in load("central.yaml")["Resources"] if lid.startswith("SavedQuery")}
+    assert set(central.emulated) == (CENTRAL_EMULATED - {"AlarmTopic"}) | saved
+    assert {"LakeKey", "AuditStream", "CwlToKinesisRole", "LakeBucket", "TransformerRole",
+            "TransformerFunction", "FirehoseRole", "AlarmTopic"} <= set(central.moto_resources)
+    assert set(central.moto_resources) | set(central.emulated) == set(load("central.yaml")["Resources"])
+
+
+def test_central_stream_bucket_and_destination(central, central_aws):
+    out = central.outputs
+    stream = central_aws.client("kinesis").describe_stream_summary(StreamName="audit-org")["StreamDescriptionSummary"]
+    assert stream["StreamARN"] == out["StreamArn"]
+    # moto's CloudFormation ignores the mode and encryption; check what CloudFormation gets.
+    assert central.resolved["AuditStream"]["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"}
+    assert central.resolved["AuditStream"]["StreamEncryption"] == {"EncryptionType": "KMS", "KeyId": out["KmsKeyArn"]}
+
+    bucket = out["LakeBucketName"]
+    assert bucket == f"audit-org-{CENTRAL_ACCOUNT}-us-east-1"
+    s3 = central_aws.client("s3")
+    enc = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert enc["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": out["KmsKeyArn"]}
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    assert policy["Statement"][0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    rules = {r["Id"]: r for r in central.resolved["LakeBucket"]["LifecycleConfiguration"]["Rules"]}
+    assert rules["raw-archive"]["Prefix"] == "raw/" and rules["raw-archive"]["ExpirationInDays"] == "365"
+    assert rules["errors"]["Prefix"] == "errors/" and rules["errors"]["ExpirationInDays"] == "90"
+
+    (dest,) = central_aws.client("logs").describe_destinations(DestinationNamePrefix="audit-org")["destinations"]
+    assert dest["arn"] == out["DestinationArn"] == f"arn:aws:logs:us-east-1:{CENTRAL_ACCOUNT}:destination:audit-org"
+    assert dest["targetArn"] == out["StreamArn"]
+    assert dest["roleArn"].split("/")[-1] == central.moto_resources["CwlToKinesisRole"]
+    access = json.loads(dest["accessPolicy"])
+    (stmt,) = access["Statement"]
+    assert stmt["Principal"] == "*" and stmt["Resource"] == dest["arn"]
+    assert stmt["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": ["o-abcdefghij"]}}
+    assert "logs:PutSubscriptionFilter" in stmt["Action"]
+
+
+def test_central_lambda_and_its_role(central, central_aws):
+    fn = central_aws.client("lambda").get_function_configuration(FunctionName="audit-org-transformer")
+    assert fn["Runtime"] == "provided.al2023" and fn["Handler"] == "bootstrap"
+    assert fn["MemorySize"] == 1769 and fn["Timeout"] == 300
+    assert central.resolved["TransformerFunction"]["Architectures"] == ["arm64"]
+    bucket = central.outputs["LakeBucketName"]
+    assert fn["Environment"]["Variables"] == {
+        "AUDITLAKE_LAKE": f"s3://{bucket}/org/lake",
+        "AUDITLAKE_AWS_AUTH": "s3://config-bucket/eks/aws-auth.yaml",
+        "AUDITLAKE_RAW_ARCHIVE": "true",
+    }
+    assert central.outputs["LakeUri"] == f"s3://{bucket}/org/lake"
+    iam = central_aws.client("iam")
+    role = central.moto_resources["TransformerRole"]
+    assert iam.list_role_policies(RoleName=role)["PolicyNames"] == ["transformer"]
+    # moto returns inline policies as Python reprs; read what CloudFormation resolved.
+    (policy,) = central.resolved["TransformerRole"]["Policies"]
+    doc = policy["PolicyDocument"]
+    res = {s["Sid"]: s["Resource"] for s in doc["Statement"]}
+    assert res["WriteLakeTables"] == [f"arn:aws:s3:::{bucket}/org/lake/eks_audit/*",
+                                      f"arn:aws:s3:::{bucket}/org/lake/sts_sessions/*"]
+    assert res["SessionIndexObjects"] == f"arn:aws:s3:::{bucket}/org/lake/session_index/*"
+    assert res["ReadAwsAuthMapping"] == "arn:aws:s3:::config-bucket/eks/aws-auth.yaml"
+    listing = next(s for s in doc["Statement"] if s["Sid"] == "SessionIndexList")
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "org/lake/session_index/*"}}
+
+
+def test_central_firehose(central, central_aws):
+    d = central_aws.client("firehose").describe_delivery_stream(DeliveryStreamName="audit-org")[
+        "DeliveryStreamDescription"]
+    assert d["DeliveryStreamType"] == "KinesisStreamAsSource"
+    assert d["Source"]["KinesisStreamSourceDescription"]["KinesisStreamARN"] == central.outputs["StreamArn"]
+    (dest,) = d["Destinations"]
+    s3 = dest["ExtendedS3DestinationDescription"]
+    assert s3["BucketARN"] == f"arn:aws:s3:::{central.outputs['LakeBucketName']}"
+    assert s3["Prefix"] == "raw/"
+    assert s3["ErrorOutputPrefix"] == "errors/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
+    assert "DynamicPartitioningConfiguration" not in s3
+    (proc,) = s3["ProcessingConfiguration"]["Processors"]
+    params = {p["ParameterName"]: p["ParameterValue"] for p in proc["Parameters"]}
+    assert params == {
+        "LambdaArn": f"arn:aws:lambda:us-east-1:{CENTRAL_ACCOUNT}:function:audit-org-transformer",
+        "NumberOfRetries": "3", "BufferSizeInMBs": "3", "BufferIntervalInSeconds": "60",
+    }
+    assert s3["CloudWatchLoggingOptions"] == {"Enabled": True, "LogGroupName": "/aws/kinesisfirehose/audit-org",
+                                              "LogStreamName": "DestinationDelivery"}
+
+
+def test_central_glue_athena_and_alarms(central, central_aws):
+    glue = central_aws.client("glue")
+    bucket = central.outputs["LakeBucketName"]
+    for table in ("eks_audit", "sts_sessions"):
+        t = glue.get_table(DatabaseName="audit_org", Name=table)["Table"]
+        assert t["StorageDescriptor"]["Location"] == f"s3://{bucket}/org/lake/{table}/"
+        assert t["Parameters"]["storage.location.template"] == f"s3://{bucket}/org/lake/{table}/dt=${{dt}}/"
+        assert t["PartitionKeys"] == [{"Name": "dt", "Type": "string"}]
+    athena = central_aws.client("athena")
+    wg = athena.get_work_group(WorkGroup="audit-org")["WorkGroup"]["Configuration"]
+    assert wg["EnforceWorkGroupConfiguration"] is True
+    assert wg["ResultConfiguration"]["OutputLocation"] == f"s3://{bucket}/athena-results/"
+    listed = athena.list_named_queries(WorkGroup="audit-org")["NamedQueryIds"]
+    saved = [lid for lid in load("central.yaml")["Resources"] if lid.startswith("SavedQuery")]
+    assert len(listed) == 1 + len(saved)  # the view's statement and every schemas/queries file
+    q = athena.get_named_query(NamedQueryId=central.outputs["ViewQueryEksAuditAttributedId"])["NamedQuery"]
+    assert q["QueryString"].startswith("CREATE OR REPLACE VIEW eks_audit_attributed AS")
+    assert q["Database"] == "audit_org" and q["WorkGroup"] == "audit-org"
+    alarms = central_aws.client("cloudwatch").describe_alarms(AlarmNamePrefix="audit-org-")["MetricAlarms"]
+    assert len(alarms) == 5
+    for a in alarms:
+        assert a["AlarmActions"] == [central.outputs["AlarmTopicArn"]]
+    subs = central_aws.client("sns").list_subscriptions_by_topic(TopicArn=central.outputs["AlarmTopicArn"])
+    assert [s["Endpoint"] for s in subs["Subscriptions"]] == ["sec@example.com"]
+
+
+def test_central_account_list_mode_without_prefix(central_aws):
+    d = deploy_central(central_aws, "audit-acct", SenderAccountIds="111111111111,222222222222")
+    assert d.not_created == {"AlarmEmailSubscription": "condition HasAlarmEmail is false"}
+    logs = central_aws.client("logs")
+    (dest,) = logs.describe_destinations(DestinationNamePrefix="audit-acct")["destinations"]
+    (stmt,) = json.loads(dest["accessPolicy"])["Statement"]
+    assert stmt["Principal"] == {"AWS": ["111111111111", "222222222222"]} and "Condition" not in stmt
+    bucket = d.outputs["LakeBucketName"]
+    assert d.outputs["LakeUri"] == f"s3://{bucket}"
+    fn = central_aws.client("lambda").get_function_configuration(FunctionName="audit-acct-transformer")
+    assert fn["Environment"]["Variables"] == {"AUDITLAKE_LAKE": f"s3://{bucket}", "AUDITLAKE_RAW_ARCHIVE": "true"}
+    t = central_aws.client("glue").get_table(DatabaseName="audit_acct", Name="eks_audit")["Table"]
+    assert t["StorageDescriptor"]["Location"] == f"s3://{bucket}/eks_audit/"
+    stmts = {s["Sid"] for s in d.resolved["TransformerRole"]["Policies"][0]["PolicyDocument"]["Statement"]}
+    assert "ReadAwsAuthMapping" not in stmts
+
+
+# ----------------------------------------------------------------------- member accounts
+
+
+def test_member_cluster_filters(central, central_aws, moto_endpoint):
+    member = Aws(moto_endpoint, account="111111111111")
+    logs = member.client("logs")
+    clusters = ["prod", "dev-2"]
+    for c in clusters:  # EKS creates these when control-plane logging is on
+        logs.create_log_group(logGroupName=f"/aws/eks/{c}/cluster")
+    d = emu.deploy(member.client("cloudformation"), member.client, load("member.yaml"), "audit-member",
+                   {"CentralAccountId": CENTRAL_ACCOUNT, "DestinationName": "audit-org",
+                    "SubscriptionMode": "ClusterFilters", "ClusterNames": ",".join(clusters)},
+                   before_replay=_destination_decoy(central_aws))
+    assert set(d.emulated) == {"ClusterFilter0", "ClusterFilter1"}
+    assert d.not_created == {
+        "AccountSubscriptionPolicy": "condition AccountLevel is false",
+        **{f"ClusterFilter{i}": f"condition HasCluster{i} is false" for i in range(2, 10)},
+    }
+    role_arn = d.outputs["SenderRoleArn"]
+    assert role_arn.startswith("arn:aws:iam::111111111111:role/")
+    for i, c in enumerate(clusters):
+        (f,) = logs.describe_subscription_filters(logGroupName=f"/aws/eks/{c}/cluster")["subscriptionFilters"]
+        assert f["destinationArn"] == central.outputs["DestinationArn"]
+        assert f["roleArn"] == role_arn
+        assert f["filterPattern"] == "{ $.kind = Event }"
+        assert d.resolved[f"ClusterFilter{i}"]["EmitSystemFields"] == ["@aws.region"]
+        assert d.resolved[f"ClusterFilter{i}"]["Distribution"] == "Random"
+    policy = d.resolved["SenderRole"]["Policies"][0]["PolicyDocument"]["Statement"][0]
+    assert policy["Resource"] == [central.outputs["DestinationArn"],
+                                  "arn:aws:logs:us-east-1:111111111111:log-group:/aws/eks/*"]
+
+
+@pytest.mark.parametrize("use_role", ["true", "false"])
+def test_member_account_policy(central, moto_endpoint, use_role):
+    account = "222222222222" if use_role == "true" else "333333333333"
+    member = Aws(moto_endpoint, account=account)
+    d = emu.deploy(member.client("cloudformation"), member.client, load("member.yaml"), "audit-member",
+                   {"CentralAccountId": CENTRAL_ACCOUNT, "DestinationName": "audit-org", "UseSenderRole": use_role})
+    assert d.not_created["AccountSubscriptionPolicy"] == "moto has no PutAccountPolicy API"
+    assert all(v.startswith("condition HasCluster") for k, v in d.not_created.items() if k.startswith("ClusterFilter"))
+    p = d.resolved["AccountSubscriptionPolicy"]
+    assert p["PolicyType"] == "SUBSCRIPTION_FILTER_POLICY" and p["Scope"] == "ALL"
+    assert p["SelectionCriteria"] == (
+        'LogGroupName NOT IN ["/aws/lambda/eks-audit-lake-transformer","/aws/kinesisfirehose/eks-audit-lake"]')
+    doc = json.loads(p["PolicyDocument"])
+    expected = {"DestinationArn": central.outputs["DestinationArn"], "FilterPattern": "{ $.kind = Event }",
+                "Distribution": "Random"}
+    if use_role == "true":
+        expected["RoleArn"] = d.outputs["SenderRoleArn"]
+        assert d.resolved["SenderRole"]["Policies"][0]["PolicyDocument"]["Statement"][0]["Resource"][1] == (
+            f"arn:aws:logs:us-east-1:{account}:log-group:*")
+    else:
+        assert "SenderRole" in d.not_created and "SenderRoleArn" not in d.outputs
+    assert doc == expected
+
+
+def test_cloudtrail_feed(central, central_aws, moto_endpoint):
+    trail = Aws(moto_endpoint, account="444444444444")
+    logs = trail.client("logs")
+    logs.create_log_group(logGroupName="aws-controltower/CloudTrailLogs")
+    d = emu.deploy(trail.client("cloudformation"), trail.client, load("cloudtrail-feed.yaml"), "audit-trail",
+                   {"CentralAccountId": CENTRAL_ACCOUNT, "DestinationName": "audit-org",
+                    "TrailLogGroupName": "aws-controltower/CloudTrailLogs"},
+                   before_replay=_destination_decoy(central_aws))
+    assert d.not_created == {}
+    (f,) = logs.describe_subscription_filters(logGroupName="aws-controltower/CloudTrailLogs")["subscriptionFilters"]
+    assert f["destinationArn"] == central.outputs["DestinationArn"]
+    assert f["roleArn"] == d.outputs["SenderRoleArn"]
+    for name in STS_EVENTS:
+        assert f'"{name}"' in f["filterPattern"]
+    assert '($.eventSource = "sts.amazonaws.com")' in f["filterPattern"]
+
+
+def test_stackset_and_the_member_stack_it_deploys(moto_endpoint, central, central_aws):
+    admin = Aws(moto_endpoint, account="555555555555")
+    s3 = admin.client("s3")
+    s3.create_bucket(Bucket="templates-555")
+    s3.put_object(Bucket="templates-555", Key="member.yaml", Body=(INFRA / "member.yaml").read_bytes())
+    url = "https://templates-555.s3.us-east-1.amazonaws.com/member.yaml"
+    d = emu.deploy(admin.client("cloudformation"), admin.client, load("stackset.yaml"), "audit-stackset",
+                   {"TemplateURL": url, "OrganizationalUnitIds": "ou-ab12-cdef3456,ou-ab12-ghij7890",
+                    "Regions": "us-east-1,eu-west-1", "CentralAccountId": CENTRAL_ACCOUNT,
+                    "DestinationName": "audit-org"})
+    assert d.not_created == {}
+    ss = admin.client("cloudformation").describe_stack_set(StackSetName="eks-audit-lake-member")["StackSet"]
+    assert ss["PermissionModel"] == "SERVICE_MANAGED"
+    assert "AWS::Logs::AccountPolicy" in ss["TemplateBody"]  # fetched from TemplateURL
+    props = d.resolved["MemberStackSet"]
+    assert props["AutoDeployment"] == {"Enabled": True, "RetainStacksOnAccountRemoval": False}
+    assert props["CallAs"] == "DELEGATED_ADMIN"
+    assert props["StackInstancesGroup"] == [{
+        "DeploymentTargets": {"OrganizationalUnitIds": ["ou-ab12-cdef3456", "ou-ab12-ghij7890"]},
+        "Regions": ["us-east-1", "eu-west-1"]}]
+    # What a stack instance would get: deploy member.yaml with the stack set's parameters.
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in ss["Parameters"]}
+    member = Aws(moto_endpoint, account="666666666666")
+    m = emu.deploy(member.client("cloudformation"), member.client, load("member.yaml"), "instance", params)
+    doc = json.loads(m.resolved["AccountSubscriptionPolicy"]["PolicyDocument"])
+    assert doc["DestinationArn"] == central.outputs["DestinationArn"]
+    assert doc["RoleArn"] == m.outputs["SenderRoleArn"]

@@ -1,0 +1,244 @@
+"""Static checks of the templates against the requirements of issue #4 and DESIGN.md.
+
+These read the YAML (short-form tags turned into their long form); the moto deployment
+test resolves the same expressions with real parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from infra_support import TEMPLATES, load
+
+CENTRAL = load("central.yaml")
+MEMBER = load("member.yaml")
+STACKSET = load("stackset.yaml")
+FEED = load("cloudtrail-feed.yaml")
+R = CENTRAL["Resources"]
+STS_EVENTS = ["AssumeRole", "AssumeRoleWithSAML", "AssumeRoleWithWebIdentity", "GetFederationToken"]
+
+
+def of_type(t: dict, type_: str) -> dict:
+    return {k: v for k, v in t["Resources"].items() if v["Type"] == type_}
+
+
+def subst(text: str, **values: str) -> str:
+    """Fill ${Name} placeholders of an Fn::Sub string (unknown ones become <Name>)."""
+    return re.sub(r"\$\{([^}!]+)\}", lambda m: values.get(m.group(1), f"<{m.group(1)}>"), text)
+
+
+def strings(node):
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            yield k
+            yield from strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from strings(v)
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
+def test_arns_use_the_partition(template):
+    t = load(template.name)
+    # Saved queries are SQL text from schemas/queries (their comments show example ARNs).
+    t["Resources"] = {k: v for k, v in t["Resources"].items() if v["Type"] != "AWS::Athena::NamedQuery"}
+    for s in strings(t):
+        assert not re.search(r"arn:aws(-[a-z-]+)?:", s), f"hard-coded partition in {s!r}"
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
+def test_template_size_limits(template):
+    """1 MB is the limit for a template in S3; the small ones also fit an inline template
+    body (51,200 bytes). central.yaml is deployed through S3 (docs/deploy.md)."""
+    size = template.stat().st_size
+    assert size < 1_000_000
+    if template.name != "central.yaml":
+        assert size < 51_200
+
+
+def test_lambda():
+    fn = R["TransformerFunction"]["Properties"]
+    assert fn["Runtime"] == "provided.al2023"
+    assert fn["Architectures"] == ["arm64"]
+    assert fn["Handler"] == "bootstrap"
+    assert fn["Timeout"] == 300
+    assert fn["MemorySize"] == {"Ref": "LambdaMemoryMB"}
+    assert CENTRAL["Parameters"]["LambdaMemoryMB"]["Default"] == 1769
+    assert fn["Code"]["S3Bucket"] == {"Ref": "LambdaCodeBucket"} and fn["Code"]["S3Key"] == {"Ref": "LambdaCodeKey"}
+    env = fn["Environment"]["Variables"]
+    assert set(env) == {"AUDITLAKE_LAKE", "AUDITLAKE_AWS_AUTH", "AUDITLAKE_RAW_ARCHIVE"}
+    assert env["AUDITLAKE_RAW_ARCHIVE"] == "true"
+    assert env["AUDITLAKE_AWS_AUTH"] == {"Fn::If": ["HasAwsAuth", {"Ref": "AwsAuthS3Uri"}, {"Ref": "AWS::NoValue"}]}
+    assert fn["KmsKeyArn"] == {"Fn::GetAtt": ["LakeKey", "Arn"]}
+
+
+def test_transformer_role_is_least_privilege():
+    (policy,) = R["TransformerRole"]["Properties"]["Policies"]
+    stmts = []
+    for s in policy["PolicyDocument"]["Statement"]:
+        if "Fn::If" in s:  # the optional aws-auth statement
+            assert s["Fn::If"][0] == "HasAwsAuth" and s["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+            s = s["Fn::If"][1]
+        stmts.append(s)
+    actions = {}
+    for s in stmts:
+        assert s["Effect"] == "Allow"
+        acts = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+        assert all("*" not in a for a in acts)
+        assert s["Resource"] != "*"
+        actions[s["Sid"]] = sorted(acts)
+    assert actions == {
+        "WriteLakeTables": ["s3:PutObject"],
+        "SessionIndexObjects": ["s3:GetObject", "s3:PutObject"],
+        "SessionIndexList": ["s3:ListBucket"],
+        "ReadAwsAuthMapping": ["s3:GetObject"],
+        "UseLakeKey": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "WriteOwnLogs": ["logs:CreateLogStream", "logs:PutLogEvents"],
+    }
+    by_sid = {s["Sid"]: s for s in stmts}
+    tables = [r["Fn::Sub"][0] for r in by_sid["WriteLakeTables"]["Resource"]]
+    assert tables == ["arn:${AWS::Partition}:s3:::${LakeBucket}/${KeyPrefix}eks_audit/*",
+                      "arn:${AWS::Partition}:s3:::${LakeBucket}/${KeyPrefix}sts_sessions/*"]
+    assert by_sid["SessionIndexObjects"]["Resource"]["Fn::Sub"][0].endswith("${KeyPrefix}session_index/*")
+    cond = by_sid["SessionIndexList"]["Condition"]["StringLike"]["s3:prefix"]
+    assert cond["Fn::Sub"][0] == "${KeyPrefix}session_index/*"
+
+
+def test_stream_and_destination():
+    s = R["AuditStream"]["Properties"]
+    assert s["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"} and "ShardCount" not in s
+    assert s["StreamEncryption"]["EncryptionType"] == "KMS"
+    role = R["CwlToKinesisRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "logs.amazonaws.com"}
+    assert "aws:SourceArn" in trust["Condition"]["StringLike"]
+    d = R["AuditDestination"]["Properties"]
+    assert d["TargetArn"] == {"Fn::GetAtt": ["AuditStream", "Arn"]}
+    cond, org_form, list_form = d["DestinationPolicy"]["Fn::If"]
+    assert cond == "UseOrgId"
+    org = json.loads(subst(org_form["Fn::Sub"], OrganizationId="o-x"))
+    assert org["Statement"][0]["Condition"]["StringEquals"]["aws:PrincipalOrgID"] == ["o-x"]
+    listed = json.loads(subst(list_form["Fn::Sub"][0], Accounts='1","2'))
+    assert listed["Statement"][0]["Principal"] == {"AWS": ["1", "2"]}
+    assert CENTRAL["Conditions"]["UseOrgId"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "OrganizationId"}, ""]}]}
+
+
+def test_bucket():
+    b = R["LakeBucket"]
+    p = b["Properties"]
+    assert b["DeletionPolicy"] == "Retain"
+    (enc,) = p["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert enc["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert p["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert all(p["PublicAccessBlockConfiguration"].values()) and len(p["PublicAccessBlockConfiguration"]) == 4
+    prefixes = {r.get("Prefix"): r for r in p["LifecycleConfiguration"]["Rules"]}
+    assert {"raw/", "errors/"} <= set(prefixes)
+    assert prefixes["raw/"]["ExpirationInDays"] == {"Ref": "RawRetentionDays"}
+    (deny,) = R["LakeBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_firehose():
+    f = R["DeliveryStream"]["Properties"]
+    assert f["DeliveryStreamType"] == "KinesisStreamAsSource"
+    s3 = f["ExtendedS3DestinationConfiguration"]
+    assert "DynamicPartitioningConfiguration" not in s3
+    assert s3["Prefix"] == "raw/"
+    assert s3["ErrorOutputPrefix"] == "errors/!{firehose:error-output-type}/!{timestamp:yyyy/MM/dd}/"
+    assert s3["CloudWatchLoggingOptions"]["Enabled"] is True
+    (proc,) = s3["ProcessingConfiguration"]["Processors"]
+    assert proc["Type"] == "Lambda"
+    params = {p["ParameterName"]: p["ParameterValue"] for p in proc["Parameters"]}
+    assert params["LambdaArn"] == {"Fn::GetAtt": ["TransformerFunction", "Arn"]}
+    assert params["NumberOfRetries"] == "3"
+    assert 0.2 <= float(params["BufferSizeInMBs"]) <= 3
+    assert params["BufferIntervalInSeconds"] == "60"
+
+
+def test_athena_and_glue():
+    wg = R["AthenaWorkGroup"]["Properties"]["WorkGroupConfiguration"]
+    assert wg["EnforceWorkGroupConfiguration"] is True
+    assert wg["ResultConfiguration"]["EncryptionConfiguration"]["EncryptionOption"] == "SSE_KMS"
+    assert wg["ResultConfiguration"]["OutputLocation"] == {"Fn::Sub": "s3://${LakeBucket}/athena-results/"}
+    assert set(of_type(CENTRAL, "AWS::Glue::Database")) == {"GlueDatabase"}
+    assert {v["Properties"]["TableInput"]["Name"] for v in of_type(CENTRAL, "AWS::Glue::Table").values()} == {
+        "eks_audit", "sts_sessions"}
+
+
+def test_alarms():
+    alarms = of_type(CENTRAL, "AWS::CloudWatch::Alarm")
+    metrics = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms.values()}
+    assert {("AWS/Lambda", "Errors"), ("AWS/Firehose", "ExecuteProcessing.Success"),
+            ("AWS/Firehose", "DeliveryToS3.DataFreshness"),
+            ("AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds")} <= metrics
+    for a in alarms.values():
+        assert a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    assert R["AlarmTopic"]["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": ["LakeKey", "Arn"]}
+    assert R["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
+
+
+def test_member_cluster_filters_cover_ten_positions():
+    filters = of_type(MEMBER, "AWS::Logs::SubscriptionFilter")
+    assert len(filters) == 10
+    for i in range(10):
+        f = filters[f"ClusterFilter{i}"]
+        assert f["Condition"] == f"HasCluster{i}"
+        sub, variables = f["Properties"]["LogGroupName"]["Fn::Sub"]
+        assert sub == "/aws/eks/${Cluster}/cluster"
+        assert variables["Cluster"]["Fn::Select"][0] == i
+        padded = variables["Cluster"]["Fn::Select"][1]["Fn::Split"][1]["Fn::Sub"]
+        assert padded.count(",") >= 10  # index 9 exists even for an empty list
+        assert f["Properties"]["EmitSystemFields"]["Fn::If"][1] == ["@aws.region"]
+        cond = MEMBER["Conditions"][f"HasCluster{i}"]["Fn::And"]
+        assert cond[0] == {"Condition": "PerCluster"}
+        assert cond[1]["Fn::Not"][0]["Fn::Equals"][0]["Fn::Select"][0] == i
+
+
+def test_member_account_policy():
+    (lid, pol), = of_type(MEMBER, "AWS::Logs::AccountPolicy").items()
+    p = pol["Properties"]
+    assert pol["Condition"] == "AccountLevel"
+    assert p["PolicyType"] == "SUBSCRIPTION_FILTER_POLICY"
+    assert p["SelectionCriteria"]["Fn::Sub"][0].startswith("LogGroupName NOT IN [")
+    excluded = MEMBER["Parameters"]["ExcludedLogGroups"]["Default"].split(",")
+    assert "/aws/lambda/eks-audit-lake-transformer" in excluded
+    fp = MEMBER["Parameters"]["FilterPattern"]
+    assert re.fullmatch(fp["AllowedPattern"], fp["Default"]) and '"' not in fp["Default"]
+    assert "kind" in fp["Default"]
+    # Sender role: trusted by CloudWatch Logs, may put to the destination.
+    role = MEMBER["Resources"]["SenderRole"]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "logs.amazonaws.com"}
+    (stmt,) = role["Policies"][0]["PolicyDocument"]["Statement"]
+    assert stmt["Action"] == "logs:PutLogEvents"
+    assert ":destination:${DestinationName}" in stmt["Resource"][0]["Fn::Sub"]
+
+
+def test_stackset_passes_every_member_parameter():
+    ss = STACKSET["Resources"]["MemberStackSet"]["Properties"]
+    assert ss["PermissionModel"] == "SERVICE_MANAGED"
+    assert ss["AutoDeployment"]["Enabled"] is True
+    assert ss["CallAs"] == {"Ref": "CallAs"}
+    assert STACKSET["Parameters"]["CallAs"]["AllowedValues"] == ["SELF", "DELEGATED_ADMIN"]
+    assert ss["TemplateURL"] == {"Ref": "TemplateURL"}
+    assert ss["StackInstancesGroup"][0]["DeploymentTargets"]["OrganizationalUnitIds"] == {"Ref": "OrganizationalUnitIds"}
+    assert ss["StackInstancesGroup"][0]["Regions"] == {"Ref": "Regions"}
+    passed = [p["ParameterKey"] for p in ss["Parameters"]]
+    assert sorted(passed) == sorted(MEMBER["Parameters"])
+    for p in ss["Parameters"]:
+        assert p["ParameterValue"] == {"Ref": p["ParameterKey"]}
+        assert STACKSET["Parameters"][p["ParameterKey"]].get("Default") == MEMBER["Parameters"][p["ParameterKey"]].get("Default")
+
+
+def test_cloudtrail_feed_sends_only_credential_issuing_sts_calls():
+    pattern = FEED["Parameters"]["FilterPattern"]["Default"]
+    assert len(pattern) <= 1024
+    assert '$.eventSource = "sts.amazonaws.com"' in pattern
+    assert sorted(re.findall(r'\$\.eventName = "(\w+)"', pattern)) == sorted(STS_EVENTS)
+    f = FEED["Resources"]["StsEventsFilter"]["Properties"]
+    assert f["LogGroupName"] == {"Ref": "TrailLogGroupName"}
+    assert f["RoleArn"] == {"Fn::If": ["SendWithRole", {"Fn::GetAtt": ["SenderRole", "Arn"]}, {"Ref": "AWS::NoValue"}]}
