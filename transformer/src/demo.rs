@@ -37,7 +37,7 @@ pub const TOOLS: &str = "444444444444";
 pub const ORG_TRAIL_GROUP: &str = "aws-cloudtrail-logs-o-demo1234";
 
 /// 2026-11-20T08:00:00Z
-pub const T0: i64 = 1_763_625_600_000;
+pub const T0: i64 = 1_795_161_600_000;
 const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
 /// CloudTrail delivery delay (DESIGN 5: minutes after the call).
@@ -222,6 +222,8 @@ struct Req<'a> {
     stage: &'a str,
     request_object: Option<Value>,
     reason: String,
+    /// Stages of one request (exec: ResponseStarted, ResponseComplete) share an audit id.
+    audit_id: Option<String>,
 }
 
 impl Gen {
@@ -449,7 +451,7 @@ impl Gen {
         let decision = if r.code == 403 { "forbid" } else { "allow" };
         let mut ev = json!({
             "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": if r.level.is_empty() { "Metadata" } else { r.level },
-            "auditID": self.rng.uuid(), "stage": if r.stage.is_empty() { "ResponseComplete" } else { r.stage },
+            "auditID": r.audit_id.unwrap_or_else(|| self.rng.uuid()), "stage": if r.stage.is_empty() { "ResponseComplete" } else { r.stage },
             "requestURI": r.uri, "verb": r.verb, "user": user,
             "sourceIPs": [ip], "userAgent": agent,
             "responseStatus": {"metadata": {}, "code": r.code},
@@ -892,10 +894,12 @@ pub fn generate() -> Vec<Vec<InputRecord>> {
         }
     }
     let user = Gen::aws_user(prod_east, &bob2, &["system:authenticated"]);
+    let exec_id = g.rng.uuid();
     for stage in ["ResponseStarted", "ResponseComplete"] {
         g.audit(prod_east, T0 + 3 * HOUR + 20 * MIN, user.clone(), "198.51.100.77", "kubectl/v1.31.2", Req {
             verb: "create", uri: "/api/v1/namespaces/kube-system/pods/aws-node-7xk2p/exec?command=sh&container=aws-node&stdin=true&stdout=true&tty=true".into(),
-            resource: Some("pods"), subresource: Some("exec"), namespace: Some("kube-system"), name: Some("aws-node-7xk2p"), code: 101, stage, ..Default::default() });
+            resource: Some("pods"), subresource: Some("exec"), namespace: Some("kube-system"), name: Some("aws-node-7xk2p"), code: 101, stage,
+            audit_id: Some(exec_id.clone()), ..Default::default() });
     }
     g.audit(prod_east, T0 + 3 * HOUR + 25 * MIN, user, "198.51.100.77", "kubectl/v1.31.2", Req {
         verb: "create", uri: "/api/v1/namespaces/kube-system/pods".into(), resource: Some("pods"), namespace: Some("kube-system"), name: Some("node-debugger"),

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod consume;
 pub mod decode;
 pub mod demo;
 pub mod encode;

@@ -7,7 +7,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use clap::{Parser, Subcommand};
+use transformer::consume::{ConsumeOptions, Consumer};
 
 use transformer::config::Config;
 use transformer::firehose::FirehoseEvent;
@@ -49,6 +53,30 @@ enum Cmd {
         lake: Option<String>,
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+    },
+    /// Firehose stand-in: read every shard of a Kinesis stream, batch like Firehose,
+    /// run the handler, archive Ok records under raw/ and failures under errors/.
+    Consume {
+        #[arg(long)]
+        stream: String,
+        #[arg(long)]
+        lake: Option<String>,
+        /// Stop once every shard is drained (tests, backfills).
+        #[arg(long)]
+        until_idle: bool,
+        /// Flush a batch at this size (Firehose's Lambda buffer is at most 3 MB).
+        #[arg(long, default_value_t = 3.0)]
+        buffer_mb: f64,
+        /// Flush a batch when its oldest record is this old.
+        #[arg(long, default_value_t = 60.0)]
+        buffer_seconds: f64,
+        /// Attempts per failing batch before giving up (exit 1; the batch is replayed
+        /// on the next start).
+        #[arg(long, default_value_t = 12)]
+        max_attempts: u32,
+        /// Fault injection for the system tests.
+        #[arg(long, hide = true)]
+        failpoint: Option<String>,
     },
     /// Print the Athena DDL (tables and view), or write it to a directory.
     Ddl {
@@ -105,6 +133,56 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             .map_err(|e| Fail(1, e.to_string())),
         Cmd::Invoke { event, lake } => invoke(&event, lake.as_deref()).await,
         Cmd::Ingest { lake, paths } => ingest(lake.as_deref(), &paths).await,
+        Cmd::Consume {
+            stream,
+            lake,
+            until_idle,
+            buffer_mb,
+            buffer_seconds,
+            max_attempts,
+            failpoint,
+        } => {
+            let abort_after_write = match failpoint.as_deref() {
+                None => false,
+                Some("after-write") => true,
+                Some(other) => return Err(Fail(2, format!("unknown failpoint {other:?}"))),
+            };
+            if !(buffer_mb > 0.0 && buffer_mb <= 64.0)
+                || !(buffer_seconds > 0.0 && buffer_seconds <= 900.0)
+                || max_attempts == 0
+            {
+                return Err(Fail(2, "--buffer-mb must be in (0, 64], --buffer-seconds in (0, 900], --max-attempts >= 1".into()));
+            }
+            let h = handler(lake.as_deref()).await?;
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            tokio::spawn(async move {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+                }
+                eprintln!("consume: stopping after the current batch");
+                flag.store(true, Ordering::SeqCst);
+            });
+            let opts = ConsumeOptions {
+                stream,
+                buffer_bytes: (buffer_mb * 1_048_576.0) as usize,
+                buffer_age: std::time::Duration::from_secs_f64(buffer_seconds),
+                until_idle,
+                max_attempts,
+                region: std::env::var("AWS_REGION").ok(),
+                abort_after_write,
+                ..ConsumeOptions::default()
+            };
+            let mut c = Consumer::from_env(&h, opts, stop).await;
+            let result = c.run().await;
+            eprintln!("{}", c.totals.emf_line(now_ms()));
+            eprintln!("consume: {} batches, {} records, {} audit events, {} STS sessions, {} failed records",
+                c.batches, c.totals.records_in, c.totals.events_written, c.totals.sts_sessions, c.totals.records_failed);
+            result.map_err(|e| Fail(1, e.to_string()))
+        }
         Cmd::Ddl { location, out } => {
             for (file, sql) in schemas::ddl::rendered_files() {
                 let sql = sql.replace(
