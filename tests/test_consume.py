@@ -25,7 +25,7 @@ import pytest
 
 import events as E
 import lakesql
-from conftest import free_port, run
+from support import free_port, run
 
 CENTRAL, A, B = "999999999999", "111122223333", "444455556666"
 CLUSTERS = {A: ["prod-east"], B: ["dev", "ml"]}

@@ -13,7 +13,7 @@ import pytest
 
 import events as E
 import lakesql
-from conftest import ROOT, run
+from support import ROOT, run
 
 FIXTURES = ROOT / "tests" / "fixtures"
 A, B, C = "111122223333", "444455556666", "777788889999"

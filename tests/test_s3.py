@@ -7,7 +7,7 @@ import json
 import pyarrow.parquet as pq
 
 import events as E
-from conftest import ROOT, run
+from support import ROOT, run
 
 FIXTURE = ROOT / "tests" / "fixtures" / "firehose-golden.json"
 A = "111122223333"

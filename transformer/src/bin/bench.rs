@@ -1,0 +1,494 @@
+//! Benchmark of the whole handler and of each stage (DESIGN section 7).
+//!
+//!   bash bench/run.sh        (builds release, installs the Python peer's deps, runs this)
+//!
+//! Prints throughput (MB/s of decompressed CWL JSON) on one core and on all cores,
+//! events/s, the per-stage profile, peak RSS for a 3 MB batch (child process), the cold
+//! start of `auditlake invoke`, Parquet size against gzip NDJSON, and the Python peer
+//! (orjson + pyarrow) on the same input. Figures only: nothing here passes or fails.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use resolver::{MemorySessionStore, SessionIndex, SessionStore, StsSession};
+use transformer::decode;
+use transformer::encode::{self, AuditBuilder, AuditRowRef};
+use transformer::firehose::{FirehoseEvent, FirehoseRecord};
+use transformer::handler::{self, Handler, HandlerConfig, InputRecord};
+use transformer::lake::{LocalDir, ObjectStore};
+
+const ACCOUNTS: [&str; 3] = ["222222222222", "333333333333", "444444444444"];
+const CLUSTERS: [&str; 4] = ["prod-east", "prod-west", "staging", "ci-tools"];
+const EVENTS_PER_RECORD: usize = 100;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn uuid(&mut self) -> String {
+        let (a, b) = (self.next(), self.next());
+        format!("{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xfff, b >> 52, b & 0xffff_ffff_ffff)
+    }
+}
+
+fn iso(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (y, m, d) = resolver::time::civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z", s / 3600, (s / 60) % 60, s % 60, ms.rem_euclid(1000) * 1000 + 123)
+}
+
+const T0: i64 = 1_795_161_600_000;
+
+/// The sessions people use: an Identity Center sign-in and a role chain per person.
+fn sessions() -> Vec<StsSession> {
+    let mut out = Vec::new();
+    for p in 0..50 {
+        let acct = ACCOUNTS[p % 3];
+        let first = format!("ASIABENCHSAML{p:07}");
+        let second = format!("ASIABENCHROLE{p:07}");
+        let base = |key: &str, name: resolver::StsEventName| StsSession {
+            event_time_ms: T0 - 3_600_000,
+            event_id: format!("ev-{key}"),
+            shared_event_id: None,
+            request_id: None,
+            recipient_account_id: Some(acct.into()),
+            event_name: name,
+            aws_region: Some("us-east-1".into()),
+            source_ip: None,
+            user_agent: None,
+            error_code: None,
+            caller_type: None,
+            caller_arn: None,
+            caller_principal_id: None,
+            caller_account_id: None,
+            caller_access_key_id: None,
+            caller_user_name: None,
+            role_arn: None,
+            role_session_name: None,
+            source_identity: None,
+            assumed_role_id: None,
+            assumed_role_arn: None,
+            access_key_id: Some(key.into()),
+            expiration_ms: Some(T0 + 12 * 3_600_000),
+            saml_subject: None,
+            saml_provider_arn: None,
+            web_identity_subject: None,
+            web_identity_provider: None,
+        };
+        let mut s1 = base(&first, resolver::StsEventName::AssumeRoleWithSAML);
+        s1.role_arn = Some(format!("arn:aws:iam::{acct}:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_0123"));
+        s1.role_session_name = Some(format!("person{p}@example.com"));
+        s1.saml_subject = Some(format!("person{p}@example.com"));
+        s1.saml_provider_arn = Some(format!("arn:aws:iam::{acct}:saml-provider/AWSSSO_0a1b_DO_NOT_DELETE"));
+        let mut s2 = base(&second, resolver::StsEventName::AssumeRole);
+        s2.caller_type = Some("AssumedRole".into());
+        s2.caller_access_key_id = Some(first.clone());
+        s2.role_arn = Some(format!("arn:aws:iam::{acct}:role/eks-admin"));
+        s2.role_session_name = Some(format!("person{p}"));
+        out.push(s1);
+        out.push(s2);
+    }
+    out
+}
+
+fn pod_spec(rng: &mut Rng, privileged: bool) -> Value {
+    let containers: Vec<Value> = (0..2 + rng.below(2))
+        .map(|i| json!({"name": format!("c{i}"), "image": format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/svc-{}:1.{}", rng.below(40), rng.below(99)),
+            "ports": [{"containerPort": 8080, "protocol": "TCP"}], "env": (0..8).map(|e| json!({"name": format!("ENV_{e}"), "value": format!("value-{}", rng.below(1000))})).collect::<Vec<_>>(),
+            "resources": {"limits": {"cpu": "500m", "memory": "512Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}},
+            "securityContext": {"privileged": privileged, "runAsNonRoot": !privileged, "readOnlyRootFilesystem": true},
+            "volumeMounts": [{"name": "config", "mountPath": "/etc/config"}, {"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}]}))
+        .collect();
+    json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": format!("web-{}", rng.uuid()), "namespace": "payments",
+        "labels": {"app": "web", "pod-template-hash": "7d9f8c6b5"}, "annotations": {"kubectl.kubernetes.io/restartedAt": iso(T0)}},
+        "spec": {"containers": containers, "serviceAccountName": "web", "nodeName": "ip-10-0-12-7.ec2.internal",
+        "volumes": [{"name": "config", "configMap": {"name": "web-config"}}, {"name": "kube-api-access", "projected": {"sources": [{"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}]}}]}})
+}
+
+/// One audit event of the demo's mix.
+fn event(rng: &mut Rng, at: i64) -> String {
+    let roll = rng.below(100);
+    let user_sys = |u: &str| json!({"username": u, "uid": "0b1c", "groups": ["system:authenticated"]});
+    let (level, verb, uri, user, obj, code, req, resp): (&str, &str, String, Value, Value, i32, Option<Value>, Option<Value>) = match roll {
+        0..=34 => ("Metadata", "update", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager".into(),
+            user_sys("system:kube-controller-manager"), json!({"resource": "leases", "namespace": "kube-system", "name": "kube-controller-manager", "apiGroup": "coordination.k8s.io", "apiVersion": "v1"}), 200, None, None),
+        35..=49 => ("Request", "patch", "/api/v1/nodes/ip-10-0-12-7.ec2.internal/status?timeout=10s".into(), user_sys("system:node:ip-10-0-12-7.ec2.internal"),
+            json!({"resource": "nodes", "name": "ip-10-0-12-7.ec2.internal", "subresource": "status", "apiVersion": "v1"}), 200,
+            Some(json!({"status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": iso(at)}, {"type": "MemoryPressure", "status": "False", "lastHeartbeatTime": iso(at)}]}})), None),
+        50..=64 => ("Metadata", "get", "/readyz".into(), json!({"username": "system:anonymous", "groups": ["system:unauthenticated"]}), Value::Null, 200, None, None),
+        65..=74 => ("Metadata", "list", "/api/v1/pods?fieldSelector=spec.nodeName%3Dip-10-0-12-7.ec2.internal".into(),
+            json!({"username": "system:serviceaccount:kube-system:aws-node", "uid": "6a7b", "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"],
+                "extra": {"authentication.kubernetes.io/credential-id": ["JTI=3f2e1d0c"], "authentication.kubernetes.io/pod-name": ["aws-node-7xk2p"]}}),
+            json!({"resource": "pods", "apiVersion": "v1"}), 200, None, None),
+        75..=84 => {
+            // about a tenth: a person through an AWS session (a role chain from an IdC sign-in)
+            let p = rng.below(50);
+            let acct = ACCOUNTS[(p % 3) as usize];
+            let key = format!("ASIABENCHROLE{p:07}");
+            let user = json!({"username": format!("arn:aws:sts::{acct}:assumed-role/eks-admin/person{p}"), "uid": format!("aws-iam-authenticator:{acct}:AROAX"),
+                "groups": ["system:authenticated"], "extra": {"accessKeyId": [key], "arn": [format!("arn:aws:sts::{acct}:assumed-role/eks-admin/person{p}")],
+                "canonicalArn": [format!("arn:aws:iam::{acct}:role/eks-admin")], "principalId": ["AROAX"], "sessionName": [format!("person{p}")]}});
+            ("Metadata", "list", "/api/v1/namespaces/payments/pods?limit=500".into(), user, json!({"resource": "pods", "namespace": "payments", "apiVersion": "v1"}), 200, None, None)
+        }
+        85..=92 => ("Metadata", "get", "/api/v1/namespaces/payments/secrets/db-credentials".into(), user_sys("system:serviceaccount:payments:api"),
+            json!({"resource": "secrets", "namespace": "payments", "name": "db-credentials", "apiVersion": "v1"}), 200, None, None),
+        93..=97 => {
+            let spec = pod_spec(rng, roll == 97);
+            ("RequestResponse", "create", "/api/v1/namespaces/payments/pods".into(), user_sys("system:serviceaccount:kube-system:replicaset-controller"),
+                json!({"resource": "pods", "namespace": "payments", "apiVersion": "v1"}), 201, Some(spec.clone()), Some(spec))
+        }
+        _ => {
+            let rb = json!({"kind": "RoleBinding", "apiVersion": "rbac.authorization.k8s.io/v1", "metadata": {"name": format!("rb-{}", rng.below(1000)), "namespace": "payments"},
+                "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "bob"}, {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "devs"}],
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"}});
+            ("RequestResponse", "create", "/apis/rbac.authorization.k8s.io/v1/namespaces/payments/rolebindings?fieldManager=kubectl-client-side-apply".into(),
+                user_sys("system:serviceaccount:argocd:argocd-application-controller"), json!({"resource": "rolebindings", "namespace": "payments", "apiGroup": "rbac.authorization.k8s.io", "apiVersion": "v1"}), 201, Some(rb.clone()), Some(rb))
+        }
+    };
+    let mut ev = json!({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": level, "auditID": rng.uuid(), "stage": "ResponseComplete",
+        "requestURI": uri, "verb": verb, "user": user, "sourceIPs": ["10.0.12.7"], "userAgent": "kube-controller-manager/v1.31.2 (linux/amd64) kubernetes/5864a46/leader-election",
+        "responseStatus": {"metadata": {}, "code": code}, "requestReceivedTimestamp": iso(at), "stageTimestamp": iso(at + 3),
+        "annotations": {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": "RBAC: allowed by ClusterRoleBinding \"system:kube-controller-manager\" of ClusterRole \"system:kube-controller-manager\" to User \"system:kube-controller-manager\""}});
+    if !obj.is_null() {
+        ev["objectRef"] = obj;
+    }
+    if let Some(r) = req {
+        ev["requestObject"] = r;
+    }
+    if let Some(r) = resp {
+        ev["responseObject"] = r;
+    }
+    ev.to_string()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    e.write_all(data).expect("in-memory write");
+    e.finish().expect("in-memory gzip")
+}
+
+struct Batch {
+    records: Vec<InputRecord>,
+    messages: Vec<String>,
+    compressed: usize,
+}
+
+/// Records of ~100 events (CloudWatch Logs batches a stream's events), until the batch
+/// reaches `target` compressed bytes, as Firehose buffers it for the Lambda.
+fn batch(target: usize, seed: u64) -> Batch {
+    let mut rng = Rng(seed);
+    let mut records = Vec::new();
+    let mut messages = Vec::new();
+    let mut compressed = 0;
+    let mut n = 0u64;
+    while compressed < target {
+        let acct = ACCOUNTS[(n % 3) as usize];
+        let cluster = CLUSTERS[(n % 4) as usize];
+        let mut events = Vec::with_capacity(EVENTS_PER_RECORD);
+        for i in 0..EVENTS_PER_RECORD {
+            let at = T0 + (n as i64) * 1000 + i as i64 * 7;
+            let m = event(&mut rng, at);
+            events.push(json!({"id": format!("3848091786504269726762749004560363313948049107104{:07}", n * 100 + i as u64), "timestamp": at, "message": m,
+                "extractedFields": {"@aws.account": acct, "@aws.region": "us-east-1"}}));
+            messages.push(m);
+        }
+        let env = json!({"messageType": "DATA_MESSAGE", "owner": acct, "logGroup": format!("/aws/eks/{cluster}/cluster"),
+            "logStream": "kube-apiserver-audit-0a1b2c3d4e5f60718293a4b5c6d7e8f9", "subscriptionFilters": ["org-audit"], "logEvents": events,
+            "policyLevel": "ACCOUNT_LEVEL_POLICY"});
+        let data = gzip(env.to_string().as_bytes());
+        compressed += data.len();
+        records.push(InputRecord::gzip(format!("4965623940571732946301287049827340187364725832981345{n:04}000000"), data));
+        n += 1;
+    }
+    Batch { records, messages, compressed }
+}
+
+fn decompressed_len(records: &[InputRecord]) -> usize {
+    records
+        .iter()
+        .map(|r| decode::gunzip(&r.data, decode::DEFAULT_MAX_DECOMPRESSED).map(|b| b.len()).unwrap_or(0))
+        .sum()
+}
+
+fn mbps(bytes: usize, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+type BenchHandler = Handler<LocalDir, Arc<MemorySessionStore>>;
+
+fn new_handler(dir: &Path, store: Arc<MemorySessionStore>) -> BenchHandler {
+    Handler::new(HandlerConfig::default(), Arc::new(LocalDir::new(dir)), store)
+}
+
+/// Whole handler on a rayon pool of `threads`; best and median of `repeats`.
+fn whole(rt: &tokio::runtime::Runtime, h: &BenchHandler, b: &Batch, threads: usize, repeats: usize) -> (Duration, Duration) {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("rayon pool");
+    let mut times = Vec::new();
+    for i in 0..repeats + 1 {
+        let t = Instant::now();
+        pool.install(|| rt.block_on(h.process(&b.records, Some("us-east-1"), T0))).expect("handler");
+        if i > 0 {
+            times.push(t.elapsed()); // the first run warms the cache
+        }
+    }
+    (*times.iter().min().expect("repeats > 0"), median(times))
+}
+
+/// Where the time goes: the handler's stages run one after the other on one core.
+fn stages(b: &Batch, index: &SessionIndex, dir: &Path, rt: &tokio::runtime::Runtime) -> Vec<(&'static str, Duration)> {
+    let mut out = Vec::new();
+    let t = Instant::now();
+    let bufs: Vec<Vec<u8>> = b.records.iter().map(|r| decode::gunzip(&r.data, decode::DEFAULT_MAX_DECOMPRESSED).expect("gzip")).collect();
+    out.push(("decode: gunzip", t.elapsed()));
+    let t = Instant::now();
+    let envs: Vec<Vec<decode::CwlEnvelope<'_>>> = bufs.iter().map(|x| decode::envelopes(x).expect("envelope")).collect();
+    out.push(("decode: envelope JSON", t.elapsed()));
+    let t = Instant::now();
+    let extracted: Vec<handler::Extracted<'_>> = envs.iter().map(|e| handler::extract(e, Some("us-east-1"), None)).collect();
+    out.push(("parse: audit events + identity", t.elapsed()));
+    let rows: Vec<&handler::AuditRow<'_>> = extracted.iter().flat_map(|e| e.rows.iter()).collect();
+    let t = Instant::now();
+    let attrs: Vec<_> = rows
+        .iter()
+        .map(|r| index.attribute(&r.identity, r.parsed.event.user.as_ref().and_then(|u| u.username.as_deref()), r.event_ms))
+        .collect();
+    out.push(("attribute (warm index)", t.elapsed()));
+    let t = Instant::now();
+    let mut parts: std::collections::HashMap<(i64, &str, &str), Vec<usize>> = std::collections::HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        parts.entry((r.event_ms.div_euclid(86_400_000), r.stamp.account_folder, r.stamp.cluster)).or_default().push(i);
+    }
+    let mut batches = Vec::new();
+    for idx in parts.values_mut() {
+        idx.sort_by_key(|&i| rows[i].event_ms);
+        let mut builder = AuditBuilder::new();
+        for &i in idx.iter() {
+            let r = rows[i];
+            builder.append(&AuditRowRef {
+                account_id: r.stamp.account_id,
+                region: r.region,
+                cluster: r.stamp.cluster,
+                log_group: r.stamp.log_group,
+                log_stream: r.stamp.log_stream,
+                cwl_event_id: r.cwl_id,
+                ingest_ms: T0,
+                event_ms: r.event_ms,
+                event: &r.parsed.event,
+                parse_status: r.parsed.status,
+                raw_message: r.raw_message,
+                extra: &r.extra,
+                attribution: &attrs[i],
+            });
+        }
+        batches.push(builder.finish().expect("batch"));
+    }
+    out.push(("build: group, sort, Arrow", t.elapsed()));
+    let col = schemas::column_index(schemas::EKS_AUDIT, "event_time").unwrap_or(0);
+    let t = Instant::now();
+    let files: Vec<Vec<u8>> = batches.iter().map(|b| encode::to_parquet("eks_audit", b, col).expect("parquet")).collect();
+    out.push(("encode: Parquet zstd 1", t.elapsed()));
+    let lake = LocalDir::new(dir);
+    let t = Instant::now();
+    for (i, f) in files.into_iter().enumerate() {
+        rt.block_on(lake.put(&format!("stages/part-{i}.parquet"), f)).expect("write");
+    }
+    out.push(("write: local sink", t.elapsed()));
+    out
+}
+
+fn vm_hwm_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn firehose_event(b: &Batch) -> FirehoseEvent {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    FirehoseEvent {
+        invocation_id: Some("bench".into()),
+        delivery_stream_arn: None,
+        source_kinesis_stream_arn: None,
+        region: Some("us-east-1".into()),
+        records: b
+            .records
+            .iter()
+            .map(|r| FirehoseRecord { record_id: r.record_id.clone(), approximate_arrival_timestamp: None, data: b64.encode(&r.data) })
+            .collect(),
+    }
+}
+
+/// Child mode: load a Firehose event file as the Lambda runtime would and handle it;
+/// print the process's peak RSS.
+fn rss_child(event: &Path, sessions: &Path, dir: &Path) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let store = Arc::new(MemorySessionStore::default());
+    let ss: Vec<Arc<StsSession>> = std::fs::read_to_string(sessions)
+        .expect("sessions")
+        .lines()
+        .map(|l| Arc::new(serde_json::from_str(l).expect("session")))
+        .collect();
+    rt.block_on(store.put(&ss)).expect("store");
+    let before = vm_hwm_kb();
+    let text = std::fs::read_to_string(event).expect("event");
+    let ev: FirehoseEvent = serde_json::from_str(&text).expect("event json");
+    drop(text);
+    let h = new_handler(dir, store);
+    let (resp, out) = rt.block_on(h.handle_firehose(&ev, T0)).expect("handler");
+    let json = serde_json::to_vec(&resp).expect("response");
+    println!("{} {} {} {}", before, vm_hwm_kb(), out.metrics.events_written, json.len());
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() == 5 && args[1] == "--rss-child" {
+        rss_child(Path::new(&args[2]), Path::new(&args[3]), Path::new(&args[4]));
+        return;
+    }
+    let python = args.iter().position(|a| a == "--python").and_then(|i| args.get(i + 1)).cloned();
+    let repeats: usize = args.iter().position(|a| a == "--repeats").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(5);
+    let work = std::env::temp_dir().join(format!("auditlake-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work).expect("temp dir");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!("eks-audit-lake benchmark: {cores} cores, {repeats} repeats (best / median)\n");
+
+    let store = Arc::new(MemorySessionStore::default());
+    let sess: Vec<Arc<StsSession>> = sessions().into_iter().map(Arc::new).collect();
+    rt.block_on(store.put(&sess)).expect("store");
+    let mut index = SessionIndex::new();
+    for s in &sess {
+        index.insert(s.clone());
+    }
+    index.finalize();
+    let sessions_file = work.join("sessions.jsonl");
+    std::fs::write(&sessions_file, sess.iter().map(|s| serde_json::to_string(&**s).expect("json") + "\n").collect::<String>()).expect("write");
+
+    let mut summary = serde_json::Map::new();
+    for (label, target) in [("1 MB", 1usize << 20), ("3 MB", 3 << 20)] {
+        let b = batch(target, 0x5eed + target as u64);
+        let raw = decompressed_len(&b.records);
+        let n = b.messages.len();
+        println!("== {label} batch: {} records, {} events, {:.2} MB compressed, {:.2} MB CWL JSON", b.records.len(), n, b.compressed as f64 / 1e6, raw as f64 / 1e6);
+        let dir = work.join(label.replace(' ', ""));
+        let h = new_handler(&dir, store.clone());
+        let (best1, med1) = whole(&rt, &h, &b, 1, repeats);
+        let (best_all, med_all) = whole(&rt, &h, &b, cores, repeats);
+        println!("  whole handler, 1 core:     {:7.1} MB/s  {:9.0} events/s  ({:.1} ms best, {:.1} ms median)", mbps(raw, best1), n as f64 / best1.as_secs_f64(), best1.as_secs_f64() * 1e3, med1.as_secs_f64() * 1e3);
+        println!("  whole handler, {cores} cores:    {:7.1} MB/s  {:9.0} events/s  ({:.1} ms best, {:.1} ms median)", mbps(raw, best_all), n as f64 / best_all.as_secs_f64(), best_all.as_secs_f64() * 1e3, med_all.as_secs_f64() * 1e3);
+        // stage profile: best of repeats per stage
+        let mut best: Vec<(&str, Duration)> = Vec::new();
+        for _ in 0..repeats {
+            let s = stages(&b, &index, &dir, &rt);
+            if best.is_empty() {
+                best = s;
+            } else {
+                for (i, (_, d)) in s.into_iter().enumerate() {
+                    best[i].1 = best[i].1.min(d);
+                }
+            }
+        }
+        let total: Duration = best.iter().map(|(_, d)| *d).sum();
+        println!("  stages on 1 core (sum {:.1} ms = {:.1} MB/s):", total.as_secs_f64() * 1e3, mbps(raw, total));
+        for (name, d) in &best {
+            println!("    {name:<32} {:7.2} ms  {:5.1}%  {:8.1} MB/s", d.as_secs_f64() * 1e3, 100.0 * d.as_secs_f64() / total.as_secs_f64(), mbps(raw, *d));
+        }
+        let parquet: u64 = walk(&dir.join("eks_audit")).iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+        let ndjson = gzip(b.messages.join("\n").as_bytes()).len();
+        println!("  size: Parquet {:.0} KB vs gzip NDJSON {:.0} KB = {:.2}x", parquet as f64 / 1e3, ndjson as f64 / 1e3, parquet as f64 / ndjson as f64);
+
+        let event_file = work.join(format!("event-{}.json", label.replace(' ', "")));
+        std::fs::write(&event_file, serde_json::to_vec(&firehose_event(&b)).expect("json")).expect("write");
+        let exe = std::env::current_exe().expect("exe");
+        let child = Command::new(&exe).arg("--rss-child").arg(&event_file).arg(&sessions_file).arg(work.join("rss")).output().expect("child");
+        let line = String::from_utf8_lossy(&child.stdout);
+        let f: Vec<u64> = line.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+        if f.len() == 4 {
+            println!("  peak RSS handling it as a Lambda invocation (event JSON in, response out): {:.1} MB (baseline {:.1} MB)", f[1] as f64 / 1024.0, f[0] as f64 / 1024.0);
+        }
+        let mut entry = json!({
+            "records": b.records.len(), "events": n, "compressed_bytes": b.compressed, "decompressed_bytes": raw,
+            "mb_per_s_1core": mbps(raw, best1), "mb_per_s_all": mbps(raw, best_all), "events_per_s_1core": n as f64 / best1.as_secs_f64(),
+            "parquet_bytes": parquet, "gzip_ndjson_bytes": ndjson, "peak_rss_kb": f.get(1),
+            "stages_ms": best.iter().map(|(k, d)| (k.to_string(), json!(d.as_secs_f64() * 1e3))).collect::<serde_json::Map<_, _>>(),
+        });
+        if let Some(py) = &python {
+            let peer = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/peer/handler.py");
+            let out = Command::new(py)
+                .arg(&peer)
+                .args(["--event".as_ref(), event_file.as_os_str(), "--sessions".as_ref(), sessions_file.as_os_str(), "--out".as_ref(), work.join("py").as_os_str(), "--repeat".as_ref(), repeats.to_string().as_ref()])
+                .output()
+                .expect("python peer");
+            match serde_json::from_slice::<Value>(out.stdout.trim_ascii()) {
+                Ok(v) => {
+                    let secs = v["seconds_best"].as_f64().unwrap_or(f64::NAN);
+                    let py_mbps = raw as f64 / 1e6 / secs;
+                    println!("  Python peer (orjson + pyarrow, 1 core): {py_mbps:7.1} MB/s ({:.1} ms best, {} events) -> Rust is {:.1}x on 1 core, {:.1}x on {cores} cores",
+                        secs * 1e3, v["events"], mbps(raw, best1) / py_mbps, mbps(raw, best_all) / py_mbps);
+                    entry["python_mb_per_s"] = json!(py_mbps);
+                    entry["ratio_1core"] = json!(mbps(raw, best1) / py_mbps);
+                }
+                Err(e) => println!("  Python peer failed ({e}): {}", String::from_utf8_lossy(&out.stderr)),
+            }
+        }
+        summary.insert(label.to_string(), entry);
+        println!();
+    }
+
+    // cold start of the CLI on a one-record event
+    let one = batch(1, 7);
+    let mut ev = firehose_event(&one);
+    ev.records.truncate(1);
+    let one_file = work.join("one.json");
+    std::fs::write(&one_file, serde_json::to_vec(&ev).expect("json")).expect("write");
+    let cli = std::env::current_exe().expect("exe").with_file_name("auditlake");
+    if cli.exists() {
+        let mut times = Vec::new();
+        for _ in 0..21 {
+            let t = Instant::now();
+            let o = Command::new(&cli).args(["invoke", "--event"]).arg(&one_file).arg("--lake").arg(work.join("cold")).output().expect("auditlake");
+            times.push(t.elapsed());
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        let m = median(times.clone());
+        println!("== cold start: `auditlake invoke` on a one-record event ({} events): median {:.1} ms, min {:.1} ms (21 runs)", EVENTS_PER_RECORD, m.as_secs_f64() * 1e3, times.iter().min().expect("runs").as_secs_f64() * 1e3);
+        summary.insert("cold_start_ms_median".into(), json!(m.as_secs_f64() * 1e3));
+    }
+    println!("\nJSON: {}", Value::Object(summary));
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
