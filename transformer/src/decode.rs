@@ -12,8 +12,9 @@ use serde::de::{self, Visitor};
 use serde::Deserialize;
 
 /// Default cap on one record's decompressed size. A Kinesis record is at most 1 MiB and
-/// CloudWatch Logs JSON compresses about 10:1; 64 MiB leaves room and bounds memory.
-pub const DEFAULT_MAX_DECOMPRESSED: usize = 64 << 20;
+/// CloudWatch Logs JSON compresses about 10:1; 32 MiB leaves room and keeps a batch of
+/// 3 MB of bombs within the Lambda's memory.
+pub const DEFAULT_MAX_DECOMPRESSED: usize = 32 << 20;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
