@@ -140,14 +140,23 @@ pub fn parse(message: &str) -> Parsed<'_> {
     }
 }
 
-/// First `"key":"value"` in `hay` whose value has no escapes.
-fn pattern<'a>(hay: &'a str, key: &str) -> Option<&'a str> {
+/// The string value of the first `"key":"..."` in `hay`, unescaped (Go escapes `&`,
+/// `<`, `>` in URIs as `\u0026`...). `None` if absent, empty or cut off.
+fn pattern<'a>(hay: &'a str, key: &str) -> Option<Text<'a>> {
     let needle = format!("\"{key}\":\"");
-    let start = hay.find(&needle)? + needle.len();
-    let rest = &hay[start..];
-    let end = rest.find('"')?;
-    let v = &rest[..end];
-    (!v.contains('\\') && !v.is_empty()).then_some(v)
+    let open = hay.find(&needle)? + needle.len() - 1;
+    let bytes = hay.as_bytes();
+    let mut i = open + 1;
+    loop {
+        match bytes.get(i)? {
+            b'\\' => i += 2,
+            b'"' => break,
+            _ => i += 1,
+        }
+    }
+    // `i` indexes an ASCII quote, so it is a char boundary
+    let v = crate::decode::unescape_json_string(&hay[open..=i])?;
+    (!v.is_empty()).then_some(Text(v))
 }
 
 fn recover(message: &str) -> Parsed<'_> {
@@ -162,7 +171,7 @@ fn recover(message: &str) -> Parsed<'_> {
         .find("\"requestObject\":")
         .or_else(|| message.find("\"responseObject\":"))
         .map_or(message, |i| &message[..i]);
-    let b = |k| pattern(head, k).map(Text::borrowed);
+    let b = |k| pattern(head, k);
     let event = AuditEvent {
         audit_id: b("auditID"),
         verb: b("verb"),
@@ -302,6 +311,14 @@ mod tests {
         // valid JSON that is not an audit event
         let p = parse(r#"{"hello":"world"}"#);
         assert_eq!(p.status, ParseStatus::Invalid);
+
+        // escaped values are recovered unescaped; a value cut by the truncation is not
+        let p = parse(
+            r#"{"kind":"Event","auditID":"a1","requestURI":"/api?x=1\u0026y=2","verb":"li[Truncated...]"#,
+        );
+        assert_eq!(p.status, ParseStatus::Truncated);
+        assert_eq!(p.event.request_uri.as_deref(), Some("/api?x=1&y=2"));
+        assert_eq!(p.event.verb, None);
 
         // a look-alike key inside a request body is never trusted
         let p = parse(r#"{"kind":"Event","requestObject":{"auditID":"evil","verb":"delete"}"#);

@@ -68,7 +68,8 @@ pub struct CwlLogEvent<'a> {
     #[serde(borrow, deserialize_with = "string_or_number")]
     pub id: Cow<'a, str>,
     pub timestamp: i64,
-    /// Always escaped JSON inside JSON, so usually owned.
+    /// Always escaped JSON inside JSON, so usually owned. (A raw-value capture plus a
+    /// memchr unescape measured slower than serde_json's own unescape: BENCHMARKS.md.)
     #[serde(borrow)]
     pub message: Cow<'a, str>,
     #[serde(borrow, default)]
@@ -113,12 +114,84 @@ fn string_or_number<'de, D: de::Deserializer<'de>>(d: D) -> Result<Cow<'de, str>
     d.deserialize_any(V)
 }
 
+fn hex4(b: &[u8]) -> Option<u32> {
+    let mut v = 0u32;
+    for &c in b.get(..4)? {
+        v = v * 16 + (c as char).to_digit(16)?;
+    }
+    Some(v)
+}
+
+/// Unescape a JSON string literal (with its quotes). `None` if it is not one. Used where
+/// a recovered field must be read from escaped text.
+pub fn unescape_json_string(lit: &str) -> Option<Cow<'_, str>> {
+    let s = lit.strip_prefix('"')?.strip_suffix('"')?;
+    let bytes = s.as_bytes();
+    let Some(first) = memchr::memchr(b'\\', bytes) else {
+        return Some(Cow::Borrowed(s));
+    };
+    let mut out = String::with_capacity(s.len());
+    out.push_str(&s[..first]);
+    let mut i = first;
+    while i < bytes.len() {
+        // bytes[i] is a backslash
+        let esc = *bytes.get(i + 1)?;
+        i += 2;
+        match esc {
+            b'"' => out.push('"'),
+            b'\\' => out.push('\\'),
+            b'/' => out.push('/'),
+            b'b' => out.push('\u{8}'),
+            b'f' => out.push('\u{c}'),
+            b'n' => out.push('\n'),
+            b'r' => out.push('\r'),
+            b't' => out.push('\t'),
+            b'u' => {
+                let hi = hex4(&bytes[i..])?;
+                i += 4;
+                let c = if (0xD800..0xDC00).contains(&hi) {
+                    // a surrogate pair: \uD83D\uDE00
+                    if bytes.get(i..i + 2)? != b"\\u" {
+                        return None;
+                    }
+                    let lo = hex4(&bytes[i + 2..])?;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return None;
+                    }
+                    i += 6;
+                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?
+                } else {
+                    char::from_u32(hi)? // lone low surrogates are rejected here
+                };
+                out.push(c);
+            }
+            _ => return None,
+        }
+        match memchr::memchr(b'\\', &bytes[i..]) {
+            Some(j) => {
+                out.push_str(&s[i..i + j]);
+                i += j;
+            }
+            None => {
+                out.push_str(&s[i..]);
+                break;
+            }
+        }
+    }
+    Some(Cow::Owned(out))
+}
+
 /// Gunzip every member of `data`, refusing to produce more than `cap` bytes.
 pub fn gunzip(data: &[u8], cap: usize) -> Result<Vec<u8>, DecodeError> {
     if data.len() < 2 || data[0] != 0x1f || data[1] != 0x8b {
         return Err(DecodeError::NotGzip(data.iter().take(4).copied().collect()));
     }
-    let mut out = Vec::with_capacity((data.len() * 8).min(cap));
+    // The last member's ISIZE trailer is the (mod 2^32) size of that member: for the
+    // usual single member it sizes the buffer exactly, so it never regrows.
+    let isize_hint = data
+        .get(data.len().saturating_sub(4)..)
+        .map_or(0, |t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as usize);
+    let mut out = Vec::with_capacity(isize_hint.max(data.len() * 4).min(cap) + 1);
     let mut dec = flate2::read::MultiGzDecoder::new(data).take(cap as u64 + 1);
     match dec.read_to_end(&mut out) {
         Ok(_) if out.len() > cap => Err(DecodeError::TooLarge(cap)),
@@ -268,6 +341,51 @@ mod tests {
             );
         }
         assert_eq!(envelopes(b"  \n").unwrap_err(), DecodeError::Empty);
+    }
+
+    #[test]
+    fn string_unescape_agrees_with_serde_json() {
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let alphabet: Vec<char> = "ab\"\\/\n\r\t\u{8}\u{c}\u{1}\u{1f}é€😀{}:,&<>"
+            .chars()
+            .collect();
+        for _ in 0..2000 {
+            let len = (x % 40) as usize;
+            let s: String = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    alphabet[(x % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            let lit = serde_json::to_string(&s).unwrap();
+            assert_eq!(
+                unescape_json_string(&lit).as_deref(),
+                Some(s.as_str()),
+                "{lit}"
+            );
+        }
+        // escapes serde_json writes differently, and ones it never writes
+        assert_eq!(
+            unescape_json_string(r#""\u0041\u00e9\ud83d\ude00\/""#).as_deref(),
+            Some("Aé😀/")
+        );
+        for bad in [
+            r#""\x""#,
+            r#""\ud83d""#,
+            r#""\ude00""#,
+            r#""\u12""#,
+            "\"abc",
+            "abc\"",
+            r#""\""#,
+        ] {
+            assert_eq!(unescape_json_string(bad), None, "{bad}");
+        }
+        assert!(matches!(
+            unescape_json_string(r#""plain""#),
+            Some(Cow::Borrowed("plain"))
+        ));
     }
 
     #[test]

@@ -40,7 +40,14 @@ impl Rng {
     }
     fn uuid(&mut self) -> String {
         let (a, b) = (self.next(), self.next());
-        format!("{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xfff, b >> 52, b & 0xffff_ffff_ffff)
+        format!(
+            "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            b >> 52,
+            b & 0xffff_ffff_ffff
+        )
     }
 }
 
@@ -48,7 +55,13 @@ fn iso(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (y, m, d) = resolver::time::civil_from_days(secs.div_euclid(86_400));
     let s = secs.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z", s / 3600, (s / 60) % 60, s % 60, ms.rem_euclid(1000) * 1000 + 123)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+        s / 3600,
+        (s / 60) % 60,
+        s % 60,
+        ms.rem_euclid(1000) * 1000 + 123
+    )
 }
 
 const T0: i64 = 1_795_161_600_000;
@@ -90,10 +103,14 @@ fn sessions() -> Vec<StsSession> {
             web_identity_provider: None,
         };
         let mut s1 = base(&first, resolver::StsEventName::AssumeRoleWithSAML);
-        s1.role_arn = Some(format!("arn:aws:iam::{acct}:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_0123"));
+        s1.role_arn = Some(format!(
+            "arn:aws:iam::{acct}:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_Admin_0123"
+        ));
         s1.role_session_name = Some(format!("person{p}@example.com"));
         s1.saml_subject = Some(format!("person{p}@example.com"));
-        s1.saml_provider_arn = Some(format!("arn:aws:iam::{acct}:saml-provider/AWSSSO_0a1b_DO_NOT_DELETE"));
+        s1.saml_provider_arn = Some(format!(
+            "arn:aws:iam::{acct}:saml-provider/AWSSSO_0a1b_DO_NOT_DELETE"
+        ));
         let mut s2 = base(&second, resolver::StsEventName::AssumeRole);
         s2.caller_type = Some("AssumedRole".into());
         s2.caller_access_key_id = Some(first.clone());
@@ -122,18 +139,62 @@ fn pod_spec(rng: &mut Rng, privileged: bool) -> Value {
 /// One audit event of the demo's mix.
 fn event(rng: &mut Rng, at: i64) -> String {
     let roll = rng.below(100);
-    let user_sys = |u: &str| json!({"username": u, "uid": "0b1c", "groups": ["system:authenticated"]});
-    let (level, verb, uri, user, obj, code, req, resp): (&str, &str, String, Value, Value, i32, Option<Value>, Option<Value>) = match roll {
-        0..=34 => ("Metadata", "update", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager".into(),
-            user_sys("system:kube-controller-manager"), json!({"resource": "leases", "namespace": "kube-system", "name": "kube-controller-manager", "apiGroup": "coordination.k8s.io", "apiVersion": "v1"}), 200, None, None),
-        35..=49 => ("Request", "patch", "/api/v1/nodes/ip-10-0-12-7.ec2.internal/status?timeout=10s".into(), user_sys("system:node:ip-10-0-12-7.ec2.internal"),
-            json!({"resource": "nodes", "name": "ip-10-0-12-7.ec2.internal", "subresource": "status", "apiVersion": "v1"}), 200,
-            Some(json!({"status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": iso(at)}, {"type": "MemoryPressure", "status": "False", "lastHeartbeatTime": iso(at)}]}})), None),
-        50..=64 => ("Metadata", "get", "/readyz".into(), json!({"username": "system:anonymous", "groups": ["system:unauthenticated"]}), Value::Null, 200, None, None),
-        65..=74 => ("Metadata", "list", "/api/v1/pods?fieldSelector=spec.nodeName%3Dip-10-0-12-7.ec2.internal".into(),
+    let user_sys =
+        |u: &str| json!({"username": u, "uid": "0b1c", "groups": ["system:authenticated"]});
+    let (level, verb, uri, user, obj, code, req, resp): (
+        &str,
+        &str,
+        String,
+        Value,
+        Value,
+        i32,
+        Option<Value>,
+        Option<Value>,
+    ) = match roll {
+        0..=34 => (
+            "Metadata",
+            "update",
+            "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager"
+                .into(),
+            user_sys("system:kube-controller-manager"),
+            json!({"resource": "leases", "namespace": "kube-system", "name": "kube-controller-manager", "apiGroup": "coordination.k8s.io", "apiVersion": "v1"}),
+            200,
+            None,
+            None,
+        ),
+        35..=49 => (
+            "Request",
+            "patch",
+            "/api/v1/nodes/ip-10-0-12-7.ec2.internal/status?timeout=10s".into(),
+            user_sys("system:node:ip-10-0-12-7.ec2.internal"),
+            json!({"resource": "nodes", "name": "ip-10-0-12-7.ec2.internal", "subresource": "status", "apiVersion": "v1"}),
+            200,
+            Some(
+                json!({"status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": iso(at)}, {"type": "MemoryPressure", "status": "False", "lastHeartbeatTime": iso(at)}]}}),
+            ),
+            None,
+        ),
+        50..=64 => (
+            "Metadata",
+            "get",
+            "/readyz".into(),
+            json!({"username": "system:anonymous", "groups": ["system:unauthenticated"]}),
+            Value::Null,
+            200,
+            None,
+            None,
+        ),
+        65..=74 => (
+            "Metadata",
+            "list",
+            "/api/v1/pods?fieldSelector=spec.nodeName%3Dip-10-0-12-7.ec2.internal".into(),
             json!({"username": "system:serviceaccount:kube-system:aws-node", "uid": "6a7b", "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"],
                 "extra": {"authentication.kubernetes.io/credential-id": ["JTI=3f2e1d0c"], "authentication.kubernetes.io/pod-name": ["aws-node-7xk2p"]}}),
-            json!({"resource": "pods", "apiVersion": "v1"}), 200, None, None),
+            json!({"resource": "pods", "apiVersion": "v1"}),
+            200,
+            None,
+            None,
+        ),
         75..=84 => {
             // about a tenth: a person through an AWS session (a role chain from an IdC sign-in)
             let p = rng.below(50);
@@ -142,14 +203,39 @@ fn event(rng: &mut Rng, at: i64) -> String {
             let user = json!({"username": format!("arn:aws:sts::{acct}:assumed-role/eks-admin/person{p}"), "uid": format!("aws-iam-authenticator:{acct}:AROAX"),
                 "groups": ["system:authenticated"], "extra": {"accessKeyId": [key], "arn": [format!("arn:aws:sts::{acct}:assumed-role/eks-admin/person{p}")],
                 "canonicalArn": [format!("arn:aws:iam::{acct}:role/eks-admin")], "principalId": ["AROAX"], "sessionName": [format!("person{p}")]}});
-            ("Metadata", "list", "/api/v1/namespaces/payments/pods?limit=500".into(), user, json!({"resource": "pods", "namespace": "payments", "apiVersion": "v1"}), 200, None, None)
+            (
+                "Metadata",
+                "list",
+                "/api/v1/namespaces/payments/pods?limit=500".into(),
+                user,
+                json!({"resource": "pods", "namespace": "payments", "apiVersion": "v1"}),
+                200,
+                None,
+                None,
+            )
         }
-        85..=92 => ("Metadata", "get", "/api/v1/namespaces/payments/secrets/db-credentials".into(), user_sys("system:serviceaccount:payments:api"),
-            json!({"resource": "secrets", "namespace": "payments", "name": "db-credentials", "apiVersion": "v1"}), 200, None, None),
+        85..=92 => (
+            "Metadata",
+            "get",
+            "/api/v1/namespaces/payments/secrets/db-credentials".into(),
+            user_sys("system:serviceaccount:payments:api"),
+            json!({"resource": "secrets", "namespace": "payments", "name": "db-credentials", "apiVersion": "v1"}),
+            200,
+            None,
+            None,
+        ),
         93..=97 => {
             let spec = pod_spec(rng, roll == 97);
-            ("RequestResponse", "create", "/api/v1/namespaces/payments/pods".into(), user_sys("system:serviceaccount:kube-system:replicaset-controller"),
-                json!({"resource": "pods", "namespace": "payments", "apiVersion": "v1"}), 201, Some(spec.clone()), Some(spec))
+            (
+                "RequestResponse",
+                "create",
+                "/api/v1/namespaces/payments/pods".into(),
+                user_sys("system:serviceaccount:kube-system:replicaset-controller"),
+                json!({"resource": "pods", "namespace": "payments", "apiVersion": "v1"}),
+                201,
+                Some(spec.clone()),
+                Some(spec),
+            )
         }
         _ => {
             let rb = json!({"kind": "RoleBinding", "apiVersion": "rbac.authorization.k8s.io/v1", "metadata": {"name": format!("rb-{}", rng.below(1000)), "namespace": "payments"},
@@ -211,16 +297,27 @@ fn batch(target: usize, seed: u64) -> Batch {
             "policyLevel": "ACCOUNT_LEVEL_POLICY"});
         let data = gzip(env.to_string().as_bytes());
         compressed += data.len();
-        records.push(InputRecord::gzip(format!("4965623940571732946301287049827340187364725832981345{n:04}000000"), data));
+        records.push(InputRecord::gzip(
+            format!("4965623940571732946301287049827340187364725832981345{n:04}000000"),
+            data,
+        ));
         n += 1;
     }
-    Batch { records, messages, compressed }
+    Batch {
+        records,
+        messages,
+        compressed,
+    }
 }
 
 fn decompressed_len(records: &[InputRecord]) -> usize {
     records
         .iter()
-        .map(|r| decode::gunzip(&r.data, decode::DEFAULT_MAX_DECOMPRESSED).map(|b| b.len()).unwrap_or(0))
+        .map(|r| {
+            decode::gunzip(&r.data, decode::DEFAULT_MAX_DECOMPRESSED)
+                .map(|b| b.len())
+                .unwrap_or(0)
+        })
         .sum()
 }
 
@@ -236,16 +333,30 @@ fn median(mut v: Vec<Duration>) -> Duration {
 type BenchHandler = Handler<LocalDir, Arc<MemorySessionStore>>;
 
 fn new_handler(dir: &Path, store: Arc<MemorySessionStore>) -> BenchHandler {
-    Handler::new(HandlerConfig::default(), Arc::new(LocalDir::new(dir)), store)
+    Handler::new(
+        HandlerConfig::default(),
+        Arc::new(LocalDir::new(dir)),
+        store,
+    )
 }
 
 /// Whole handler on a rayon pool of `threads`; best and median of `repeats`.
-fn whole(rt: &tokio::runtime::Runtime, h: &BenchHandler, b: &Batch, threads: usize, repeats: usize) -> (Duration, Duration) {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("rayon pool");
+fn whole(
+    rt: &tokio::runtime::Runtime,
+    h: &BenchHandler,
+    b: &Batch,
+    threads: usize,
+    repeats: usize,
+) -> (Duration, Duration) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("rayon pool");
     let mut times = Vec::new();
     for i in 0..repeats + 1 {
         let t = Instant::now();
-        pool.install(|| rt.block_on(h.process(&b.records, Some("us-east-1"), T0))).expect("handler");
+        pool.install(|| rt.block_on(h.process(&b.records, Some("us-east-1"), T0)))
+            .expect("handler");
         if i > 0 {
             times.push(t.elapsed()); // the first run warms the cache
         }
@@ -254,28 +365,61 @@ fn whole(rt: &tokio::runtime::Runtime, h: &BenchHandler, b: &Batch, threads: usi
 }
 
 /// Where the time goes: the handler's stages run one after the other on one core.
-fn stages(b: &Batch, index: &SessionIndex, dir: &Path, rt: &tokio::runtime::Runtime) -> Vec<(&'static str, Duration)> {
+fn stages(
+    b: &Batch,
+    index: &SessionIndex,
+    dir: &Path,
+    rt: &tokio::runtime::Runtime,
+) -> Vec<(&'static str, Duration)> {
     let mut out = Vec::new();
     let t = Instant::now();
-    let bufs: Vec<Vec<u8>> = b.records.iter().map(|r| decode::gunzip(&r.data, decode::DEFAULT_MAX_DECOMPRESSED).expect("gzip")).collect();
+    let bufs: Vec<Vec<u8>> = b
+        .records
+        .iter()
+        .map(|r| decode::gunzip(&r.data, decode::DEFAULT_MAX_DECOMPRESSED).expect("gzip"))
+        .collect();
     out.push(("decode: gunzip", t.elapsed()));
     let t = Instant::now();
-    let envs: Vec<Vec<decode::CwlEnvelope<'_>>> = bufs.iter().map(|x| decode::envelopes(x).expect("envelope")).collect();
+    let envs: Vec<Vec<decode::CwlEnvelope<'_>>> = bufs
+        .iter()
+        .map(|x| decode::envelopes(x).expect("envelope"))
+        .collect();
     out.push(("decode: envelope JSON", t.elapsed()));
     let t = Instant::now();
-    let extracted: Vec<handler::Extracted<'_>> = envs.iter().map(|e| handler::extract(e, Some("us-east-1"), None)).collect();
+    let extracted: Vec<handler::Extracted<'_>> = envs
+        .iter()
+        .map(|e| handler::extract(e, Some("us-east-1"), None))
+        .collect();
     out.push(("parse: audit events + identity", t.elapsed()));
     let rows: Vec<&handler::AuditRow<'_>> = extracted.iter().flat_map(|e| e.rows.iter()).collect();
     let t = Instant::now();
     let attrs: Vec<_> = rows
         .iter()
-        .map(|r| index.attribute(&r.identity, r.parsed.event.user.as_ref().and_then(|u| u.username.as_deref()), r.event_ms))
+        .map(|r| {
+            index.attribute(
+                &r.identity,
+                r.parsed
+                    .event
+                    .user
+                    .as_ref()
+                    .and_then(|u| u.username.as_deref()),
+                r.event_ms,
+            )
+        })
         .collect();
     out.push(("attribute (warm index)", t.elapsed()));
     let t = Instant::now();
-    let mut parts: std::collections::HashMap<(i64, &str, &str), Vec<usize>> = std::collections::HashMap::new();
+    let mut parts: std::collections::HashMap<(i64, &str, &str), Vec<usize>> =
+        std::collections::HashMap::new();
     for (i, r) in rows.iter().enumerate() {
-        parts.entry((r.event_ms.div_euclid(86_400_000), r.stamp.account_folder, r.stamp.cluster)).or_default().push(i);
+        parts
+            .entry((
+                r.event_ms.div_euclid(86_400_000),
+                r.stamp.account_folder,
+                r.stamp.cluster,
+            ))
+            .or_default()
+            .push(i);
     }
     let mut batches = Vec::new();
     for idx in parts.values_mut() {
@@ -304,12 +448,16 @@ fn stages(b: &Batch, index: &SessionIndex, dir: &Path, rt: &tokio::runtime::Runt
     out.push(("build: group, sort, Arrow", t.elapsed()));
     let col = schemas::column_index(schemas::EKS_AUDIT, "event_time").unwrap_or(0);
     let t = Instant::now();
-    let files: Vec<Vec<u8>> = batches.iter().map(|b| encode::to_parquet("eks_audit", b, col).expect("parquet")).collect();
+    let files: Vec<Vec<u8>> = batches
+        .iter()
+        .map(|b| encode::to_parquet("eks_audit", b, col).expect("parquet"))
+        .collect();
     out.push(("encode: Parquet zstd 1", t.elapsed()));
     let lake = LocalDir::new(dir);
     let t = Instant::now();
     for (i, f) in files.into_iter().enumerate() {
-        rt.block_on(lake.put(&format!("stages/part-{i}.parquet"), f)).expect("write");
+        rt.block_on(lake.put(&format!("stages/part-{i}.parquet"), f))
+            .expect("write");
     }
     out.push(("write: local sink", t.elapsed()));
     out
@@ -318,7 +466,12 @@ fn stages(b: &Batch, index: &SessionIndex, dir: &Path, rt: &tokio::runtime::Runt
 fn vm_hwm_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -332,7 +485,11 @@ fn firehose_event(b: &Batch) -> FirehoseEvent {
         records: b
             .records
             .iter()
-            .map(|r| FirehoseRecord { record_id: r.record_id.clone(), approximate_arrival_timestamp: None, data: b64.encode(&r.data) })
+            .map(|r| FirehoseRecord {
+                record_id: r.record_id.clone(),
+                approximate_arrival_timestamp: None,
+                data: b64.encode(&r.data),
+            })
             .collect(),
     }
 }
@@ -340,7 +497,10 @@ fn firehose_event(b: &Batch) -> FirehoseEvent {
 /// Child mode: load a Firehose event file as the Lambda runtime would and handle it;
 /// print the process's peak RSS.
 fn rss_child(event: &Path, sessions: &Path, dir: &Path) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let store = Arc::new(MemorySessionStore::default());
     let ss: Vec<Arc<StsSession>> = std::fs::read_to_string(sessions)
         .expect("sessions")
@@ -355,21 +515,45 @@ fn rss_child(event: &Path, sessions: &Path, dir: &Path) {
     let h = new_handler(dir, store);
     let (resp, out) = rt.block_on(h.handle_firehose(&ev, T0)).expect("handler");
     let json = serde_json::to_vec(&resp).expect("response");
-    println!("{} {} {} {}", before, vm_hwm_kb(), out.metrics.events_written, json.len());
+    println!(
+        "{} {} {} {}",
+        before,
+        vm_hwm_kb(),
+        out.metrics.events_written,
+        json.len()
+    );
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 5 && args[1] == "--rss-child" {
-        rss_child(Path::new(&args[2]), Path::new(&args[3]), Path::new(&args[4]));
+        rss_child(
+            Path::new(&args[2]),
+            Path::new(&args[3]),
+            Path::new(&args[4]),
+        );
         return;
     }
-    let python = args.iter().position(|a| a == "--python").and_then(|i| args.get(i + 1)).cloned();
-    let repeats: usize = args.iter().position(|a| a == "--repeats").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(5);
+    let python = args
+        .iter()
+        .position(|a| a == "--python")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let repeats: usize = args
+        .iter()
+        .position(|a| a == "--repeats")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let work = std::env::temp_dir().join(format!("auditlake-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).expect("temp dir");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     println!("eks-audit-lake benchmark: {cores} cores, {repeats} repeats (best / median)\n");
 
     let store = Arc::new(MemorySessionStore::default());
@@ -381,14 +565,26 @@ fn main() {
     }
     index.finalize();
     let sessions_file = work.join("sessions.jsonl");
-    std::fs::write(&sessions_file, sess.iter().map(|s| serde_json::to_string(&**s).expect("json") + "\n").collect::<String>()).expect("write");
+    std::fs::write(
+        &sessions_file,
+        sess.iter()
+            .map(|s| serde_json::to_string(&**s).expect("json") + "\n")
+            .collect::<String>(),
+    )
+    .expect("write");
 
     let mut summary = serde_json::Map::new();
     for (label, target) in [("1 MB", 1usize << 20), ("3 MB", 3 << 20)] {
         let b = batch(target, 0x5eed + target as u64);
         let raw = decompressed_len(&b.records);
         let n = b.messages.len();
-        println!("== {label} batch: {} records, {} events, {:.2} MB compressed, {:.2} MB CWL JSON", b.records.len(), n, b.compressed as f64 / 1e6, raw as f64 / 1e6);
+        println!(
+            "== {label} batch: {} records, {} events, {:.2} MB compressed, {:.2} MB CWL JSON",
+            b.records.len(),
+            n,
+            b.compressed as f64 / 1e6,
+            raw as f64 / 1e6
+        );
         let dir = work.join(label.replace(' ', ""));
         let h = new_handler(&dir, store.clone());
         let (best1, med1) = whole(&rt, &h, &b, 1, repeats);
@@ -408,20 +604,50 @@ fn main() {
             }
         }
         let total: Duration = best.iter().map(|(_, d)| *d).sum();
-        println!("  stages on 1 core (sum {:.1} ms = {:.1} MB/s):", total.as_secs_f64() * 1e3, mbps(raw, total));
+        println!(
+            "  stages on 1 core (sum {:.1} ms = {:.1} MB/s):",
+            total.as_secs_f64() * 1e3,
+            mbps(raw, total)
+        );
         for (name, d) in &best {
-            println!("    {name:<32} {:7.2} ms  {:5.1}%  {:8.1} MB/s", d.as_secs_f64() * 1e3, 100.0 * d.as_secs_f64() / total.as_secs_f64(), mbps(raw, *d));
+            println!(
+                "    {name:<32} {:7.2} ms  {:5.1}%  {:8.1} MB/s",
+                d.as_secs_f64() * 1e3,
+                100.0 * d.as_secs_f64() / total.as_secs_f64(),
+                mbps(raw, *d)
+            );
         }
-        let parquet: u64 = walk(&dir.join("eks_audit")).iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+        let parquet: u64 = walk(&dir.join("eks_audit"))
+            .iter()
+            .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .sum();
         let ndjson = gzip(b.messages.join("\n").as_bytes()).len();
-        println!("  size: Parquet {:.0} KB vs gzip NDJSON {:.0} KB = {:.2}x", parquet as f64 / 1e3, ndjson as f64 / 1e3, parquet as f64 / ndjson as f64);
+        println!(
+            "  size: Parquet {:.0} KB vs gzip NDJSON {:.0} KB = {:.2}x",
+            parquet as f64 / 1e3,
+            ndjson as f64 / 1e3,
+            parquet as f64 / ndjson as f64
+        );
 
         let event_file = work.join(format!("event-{}.json", label.replace(' ', "")));
-        std::fs::write(&event_file, serde_json::to_vec(&firehose_event(&b)).expect("json")).expect("write");
+        std::fs::write(
+            &event_file,
+            serde_json::to_vec(&firehose_event(&b)).expect("json"),
+        )
+        .expect("write");
         let exe = std::env::current_exe().expect("exe");
-        let child = Command::new(&exe).arg("--rss-child").arg(&event_file).arg(&sessions_file).arg(work.join("rss")).output().expect("child");
+        let child = Command::new(&exe)
+            .arg("--rss-child")
+            .arg(&event_file)
+            .arg(&sessions_file)
+            .arg(work.join("rss"))
+            .output()
+            .expect("child");
         let line = String::from_utf8_lossy(&child.stdout);
-        let f: Vec<u64> = line.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
         if f.len() == 4 {
             println!("  peak RSS handling it as a Lambda invocation (event JSON in, response out): {:.1} MB (baseline {:.1} MB)", f[1] as f64 / 1024.0, f[0] as f64 / 1024.0);
         }
@@ -435,7 +661,16 @@ fn main() {
             let peer = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/peer/handler.py");
             let out = Command::new(py)
                 .arg(&peer)
-                .args(["--event".as_ref(), event_file.as_os_str(), "--sessions".as_ref(), sessions_file.as_os_str(), "--out".as_ref(), work.join("py").as_os_str(), "--repeat".as_ref(), repeats.to_string().as_ref()])
+                .args([
+                    "--event".as_ref(),
+                    event_file.as_os_str(),
+                    "--sessions".as_ref(),
+                    sessions_file.as_os_str(),
+                    "--out".as_ref(),
+                    work.join("py").as_os_str(),
+                    "--repeat".as_ref(),
+                    repeats.to_string().as_ref(),
+                ])
                 .output()
                 .expect("python peer");
             match serde_json::from_slice::<Value>(out.stdout.trim_ascii()) {
@@ -447,7 +682,10 @@ fn main() {
                     entry["python_mb_per_s"] = json!(py_mbps);
                     entry["ratio_1core"] = json!(mbps(raw, best1) / py_mbps);
                 }
-                Err(e) => println!("  Python peer failed ({e}): {}", String::from_utf8_lossy(&out.stderr)),
+                Err(e) => println!(
+                    "  Python peer failed ({e}): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
             }
         }
         summary.insert(label.to_string(), entry);
@@ -460,12 +698,20 @@ fn main() {
     ev.records.truncate(1);
     let one_file = work.join("one.json");
     std::fs::write(&one_file, serde_json::to_vec(&ev).expect("json")).expect("write");
-    let cli = std::env::current_exe().expect("exe").with_file_name("auditlake");
+    let cli = std::env::current_exe()
+        .expect("exe")
+        .with_file_name("auditlake");
     if cli.exists() {
         let mut times = Vec::new();
         for _ in 0..21 {
             let t = Instant::now();
-            let o = Command::new(&cli).args(["invoke", "--event"]).arg(&one_file).arg("--lake").arg(work.join("cold")).output().expect("auditlake");
+            let o = Command::new(&cli)
+                .args(["invoke", "--event"])
+                .arg(&one_file)
+                .arg("--lake")
+                .arg(work.join("cold"))
+                .output()
+                .expect("auditlake");
             times.push(t.elapsed());
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         }
