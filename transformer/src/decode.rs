@@ -61,6 +61,38 @@ pub struct CwlEnvelope<'a> {
     pub policy_level: Option<Cow<'a, str>>,
 }
 
+fn own(c: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(c.into_owned())
+}
+
+impl CwlEnvelope<'_> {
+    /// Detach from the decompressed buffer so it can be freed: the messages are already
+    /// owned (unescaped), so this copies only the short fields. Halves a batch's peak
+    /// memory (the buffer is as large as all its messages).
+    pub fn into_owned(self) -> CwlEnvelope<'static> {
+        CwlEnvelope {
+            message_type: self.message_type,
+            owner: own(self.owner),
+            log_group: own(self.log_group),
+            log_stream: own(self.log_stream),
+            log_events: self
+                .log_events
+                .into_iter()
+                .map(|e| CwlLogEvent {
+                    id: own(e.id),
+                    timestamp: e.timestamp,
+                    message: own(e.message),
+                    extracted_fields: e.extracted_fields.map(|f| ExtractedFields {
+                        region: f.region.map(own),
+                        account: f.account.map(own),
+                    }),
+                })
+                .collect(),
+            policy_level: self.policy_level.map(own),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CwlLogEvent<'a> {

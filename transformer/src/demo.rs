@@ -103,7 +103,8 @@ impl Rng {
     }
 }
 
-fn iso(ms: i64) -> String {
+/// RFC 3339 with microseconds, as the apiserver writes `MicroTime`.
+pub fn iso(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let micros = ms.rem_euclid(1000) * 1000 + 417;
     let day = secs.div_euclid(86_400);

@@ -455,31 +455,31 @@ impl<O: ObjectStore, S: SessionStore> Handler<O, S> {
             ..Default::default()
         };
 
-        // Stage 1: gunzip and parse envelopes, in parallel.
-        let buffers: Vec<Result<Cow<'_, [u8]>, DecodeError>> = records
+        // Stage 1: gunzip and parse envelopes, in parallel; each decompressed buffer is
+        // freed as soon as its envelopes are detached from it.
+        let decoded: Vec<(usize, Result<Vec<CwlEnvelope<'static>>, DecodeError>)> = records
             .par_iter()
             .map(|r| {
-                if r.gzip {
+                let buf = if r.gzip {
                     decode::gunzip(&r.data, cap).map(Cow::Owned)
                 } else if r.data.len() > cap {
                     Err(DecodeError::TooLarge(cap))
                 } else {
                     Ok(Cow::Borrowed(r.data.as_slice()))
+                };
+                match buf {
+                    Ok(b) => (
+                        b.len(),
+                        decode::envelopes(&b)
+                            .map(|v| v.into_iter().map(CwlEnvelope::into_owned).collect()),
+                    ),
+                    Err(e) => (0, Err(e)),
                 }
             })
             .collect();
-        metrics.bytes_decompressed = buffers
-            .iter()
-            .filter_map(|b| b.as_ref().ok())
-            .map(|b| b.len() as u64)
-            .sum();
-        let envelopes: Vec<Result<Vec<CwlEnvelope<'_>>, DecodeError>> = buffers
-            .par_iter()
-            .map(|b| match b {
-                Ok(b) => decode::envelopes(b.as_ref()),
-                Err(e) => Err(e.clone()),
-            })
-            .collect();
+        metrics.bytes_decompressed = decoded.iter().map(|(n, _)| *n as u64).sum();
+        let envelopes: Vec<Result<Vec<CwlEnvelope<'static>>, DecodeError>> =
+            decoded.into_iter().map(|(_, e)| e).collect();
 
         // Stage 2: extract rows and sessions, in parallel.
         let aws_auth = self.config.aws_auth.as_deref();

@@ -3,6 +3,11 @@
 //! Exit codes: 0 success; 2 bad usage or unreadable input (one-line reason); 1 failure
 //! while writing.
 
+/// mimalloc: the handler allocates per event (unescaped messages, rows) from several
+/// threads; glibc malloc measured slower (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -7,6 +7,11 @@
 //! start of `auditlake invoke`, Parquet size against gzip NDJSON, and the Python peer
 //! (orjson + pyarrow) on the same input. Figures only: nothing here passes or fails.
 
+/// mimalloc: the handler allocates per event (unescaped messages, rows) from several
+/// threads; glibc malloc measured slower (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +23,7 @@ use serde_json::{json, Value};
 
 use resolver::{MemorySessionStore, SessionIndex, SessionStore, StsSession};
 use transformer::decode;
+use transformer::demo::iso;
 use transformer::encode::{self, AuditBuilder, AuditRowRef};
 use transformer::firehose::{FirehoseEvent, FirehoseRecord};
 use transformer::handler::{self, Handler, HandlerConfig, InputRecord};
@@ -49,19 +55,6 @@ impl Rng {
             b & 0xffff_ffff_ffff
         )
     }
-}
-
-fn iso(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (y, m, d) = resolver::time::civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-        s / 3600,
-        (s / 60) % 60,
-        s % 60,
-        ms.rem_euclid(1000) * 1000 + 123
-    )
 }
 
 const T0: i64 = 1_795_161_600_000;

@@ -3,6 +3,11 @@
 //! Configuration is read once at cold start; a bad value fails the start (the Lambda
 //! init error is visible in CloudWatch). Each invocation prints one EMF metrics line.
 
+/// mimalloc: the handler allocates per event (unescaped messages, rows) from several
+/// threads; glibc malloc measured slower (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
