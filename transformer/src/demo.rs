@@ -1259,8 +1259,8 @@ async fn report(
     let pending_at_ingest = rows.iter().filter(|r| r.status == "pending").count();
     let late = late_attribution(&mut rows, &index);
     let mut o = String::new();
-    let _ = writeln!(o, "eks-audit-lake demo: {} Firehose batches, {} records ({} MB compressed, {} MB JSON) in {:.2} s",
-        batches, m.records_in, m.bytes_in / 1_000_000, m.bytes_decompressed / 1_000_000, elapsed.as_secs_f64());
+    let _ = writeln!(o, "eks-audit-lake demo: {} Firehose batches, {} records ({:.2} MB compressed, {:.1} MB JSON) in {:.2} s",
+        batches, m.records_in, m.bytes_in as f64 / 1e6, m.bytes_decompressed as f64 / 1e6, elapsed.as_secs_f64());
     let _ = writeln!(o, "  {} audit events written ({} truncated, {} invalid kept), {} non-audit log events skipped, {} STS sessions indexed",
         m.events_written, m.truncated, m.invalid, m.skipped, m.sts_sessions);
     let _ = writeln!(o, "  attribution at ingest: {} resolved, {} pending, {} ambiguous, {} not applicable (Kubernetes identities)",
