@@ -272,10 +272,6 @@ impl SessionIndex {
         self.by_key.is_empty()
     }
 
-    pub fn sessions(&self) -> impl Iterator<Item = &Arc<StsSession>> {
-        self.by_key.values()
-    }
-
     /// The first key along `key`'s chain that this index does not hold, if any: what a
     /// store lookup must fetch before the chain can be followed further.
     pub fn missing_link(&self, key: &str) -> Option<String> {

@@ -13,9 +13,6 @@ use serde::de::{self, Deserialize, Deserializer, Visitor};
 pub struct Text<'a>(pub Cow<'a, str>);
 
 impl<'a> Text<'a> {
-    pub fn borrowed(s: &'a str) -> Self {
-        Text(Cow::Borrowed(s))
-    }
     pub fn is_borrowed(&self) -> bool {
         matches!(self.0, Cow::Borrowed(_))
     }
