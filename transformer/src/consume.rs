@@ -314,13 +314,11 @@ impl<'h, O: ObjectStore, S: SessionStore> Consumer<'h, O, S> {
             self.write_json(&inflight_key, &manifest)
         })
         .await?;
+        // the batch's bytes move into the handler's records (no copy)
         let records: Vec<InputRecord> = batch
-            .iter()
+            .into_iter()
             .map(|b| {
-                InputRecord::gzip(
-                    format!("{}/{}:{}", self.stream_arn, b.shard, b.seq),
-                    b.data.clone(),
-                )
+                InputRecord::gzip(format!("{}/{}:{}", self.stream_arn, b.shard, b.seq), b.data)
             })
             .collect();
         let started = Instant::now();

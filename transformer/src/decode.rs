@@ -223,7 +223,11 @@ pub fn gunzip(data: &[u8], cap: usize) -> Result<Vec<u8>, DecodeError> {
     let isize_hint = data
         .get(data.len().saturating_sub(4)..)
         .map_or(0, |t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as usize);
-    let mut out = Vec::with_capacity(isize_hint.max(data.len() * 4).min(cap) + 1);
+    // The trailer is untrusted: never reserve more than deflate can expand to (~1032:1).
+    let hint = isize_hint
+        .min(data.len().saturating_mul(1032))
+        .max(data.len() * 4);
+    let mut out = Vec::with_capacity(hint.min(cap) + 1);
     let mut dec = flate2::read::MultiGzDecoder::new(data).take(cap as u64 + 1);
     match dec.read_to_end(&mut out) {
         Ok(_) if out.len() > cap => Err(DecodeError::TooLarge(cap)),
