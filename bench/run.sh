@@ -5,14 +5,14 @@
 #   bash bench/run.sh [--repeats N]
 #
 # Builds the release binaries, installs the Python peer's dependencies (orjson, pyarrow)
-# into a venv, and runs transformer/src/bin/bench.rs, which runs both implementations
+# into a venv, and runs auditlake/src/bin/bench.rs, which runs both implementations
 # on the same generated Firehose batches in the same run. Results: BENCHMARKS.md.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 cache="${AUDITLAKE_CACHE:-$HOME/.cache/eks-audit-lake}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
-cargo build --release --locked -p transformer --bin bench --bin auditlake
+cargo build --release --locked -p auditlake --bin bench --bin auditlake
 venv="$cache/bench-venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r bench/peer/requirements.txt

@@ -29,7 +29,7 @@ fi
 
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER="$linker"
 export CC_aarch64_unknown_linux_gnu="$linker"
-cargo build --release --target "$target" -p transformer --bin bootstrap
+cargo build --release --target "$target" -p auditlake --bin bootstrap
 
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 binary="$target_dir/$target/release/bootstrap"

@@ -16,6 +16,14 @@ import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
+# The organisation trails of the system tests (events.py, the golden fixture, the
+# Kinesis tests): the only CloudTrail log groups the CLI under test trusts.
+TRUSTED_TRAILS = ",".join(
+    f"999999999999:{g}"
+    for g in ("aws-cloudtrail-logs-o-x", "aws-cloudtrail-logs-o-example", "aws-cloudtrail-logs-o-test")
+)
+os.environ.setdefault("AUDITLAKE_TRUSTED_TRAILS", TRUSTED_TRAILS)
+
 
 def auditlake_path() -> pathlib.Path:
     env = os.environ.get("AUDITLAKE_BIN")
@@ -81,6 +89,7 @@ class Moto:
             "AWS_REGION": "us-east-1",
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_EC2_METADATA_DISABLED": "true",
+            "AUDITLAKE_TRUSTED_TRAILS": os.environ["AUDITLAKE_TRUSTED_TRAILS"],
         }
 
     def client(self, service: str):

@@ -197,12 +197,35 @@ def _org_batches():
                        "EKSGetTokenAuth", "ASIACHAIN000000000003", "jdoe", event_id="c3")
     failed = E.sts("AssumeRole", t, A, E.iam_user(A, "mallory"), {"roleArn": f"arn:aws:iam::{A}:role/admin", "roleSessionName": "m"}, None,
                    error="AccessDenied", event_id="failed-1")
-    trail = [c1_owner, saml, okta, web, fed, svc, root, c1, c2, c3, failed]
+    # as CloudTrail really logs a denied call: requestParameters null, the role in the message
+    denied = E.sts("AssumeRole", t, A, E.iam_user(A, "mallory"), None, None, error="AccessDenied", event_id="denied-1")
+    denied["errorMessage"] = (f"User: arn:aws:iam::{A}:user/mallory is not authorized to perform: sts:AssumeRole "
+                              f"on resource: arn:aws:iam::{A}:role/break-glass")
+    trail = [c1_owner, saml, okta, web, fed, svc, root, c1, c2, c3, failed, denied]
     keys = ["ASIASAML0000000000001", "ASIAOKTA0000000000001", "ASIAWEB00000000000001", "ASIAFED00000000000001",
             "ASIASVC00000000000001", "ASIAROOT0000000000001", "ASIACHAIN000000000003", "ASIANORECORD00000001"]
-    audits = [E.audit_event(f"v-{i}", "2024-11-26T13:30:00Z", f"arn:aws:sts::{A}:assumed-role/r/s", E.assumed_extra(A, "r", "s", k))
-              for i, k in enumerate(keys)]
+    # each event names its key's own session, as aws-iam-authenticator logs it ...
+    audits = [E.audit_event(f"v-{i}", "2024-11-26T13:30:00Z", *_logged_identity(trail, k)) for i, k in enumerate(keys)]
+    # ... but one names another role than its key's session: 'conflict', nobody named
+    audits.append(E.audit_event("v-conflict", "2024-11-26T13:30:00Z", f"arn:aws:sts::{A}:assumed-role/admin/s",
+                                E.assumed_extra(A, "admin", "s", "ASIAOKTA0000000000001")))
     return E.audit_envelope(A, "prod", audits), E.trail_envelope(trail)
+
+
+def _logged_identity(trail, key):
+    """(username, extra) of an audit event made with `key`: the role (or federated user)
+    of the session that issued it, or a made-up role when no record has the key."""
+    for e in trail:
+        resp = e.get("responseElements") or {}
+        if (resp.get("credentials") or {}).get("accessKeyId") != key:
+            continue
+        if "federatedUser" in resp:
+            arn = resp["federatedUser"]["arn"]
+            return arn, {"accessKeyId": [key], "arn": [arn]}
+        role_arn = e["requestParameters"]["roleArn"]
+        account, role = role_arn.split(":")[4], role_arn.rsplit("/", 1)[1]
+        return f"arn:aws:sts::{account}:assumed-role/{role}/s", E.assumed_extra(account, role, "s", key)
+    return f"arn:aws:sts::{A}:assumed-role/r/s", E.assumed_extra(A, "r", "s", key)
 
 
 ATTR = ["principal_type", "principal_name", "principal_arn", "principal_account_id", "source_identity", "role_chain",
@@ -237,10 +260,18 @@ def test_view_fills_late_attribution_exactly_as_ingest_does(auditlake, tmp_path)
     assert (chain["principal_type"], chain["principal_name"], chain["principal_account_id"], chain["source_identity"]) == ("iam_user", "jdoe", C, "jdoe")
     assert chain["role_chain"] == [f"arn:aws:iam::{B}:role/jump", f"arn:aws:iam::{A}:role/mid", f"arn:aws:iam::{A}:role/eks"]
     assert by_id["v-7"]["attribution_status"] == "pending" and by_id["v-7"]["principal_name"] is None
+    conflict = by_id["v-conflict"]
+    assert (conflict["principal_type"], conflict["principal_name"], conflict["attribution_status"], conflict["role_chain"]) == (
+        "assumed_role", None, "conflict", [])
     # sts_sessions keeps the failed call, one row per cross-account call
-    sts = lakesql.rows(lakesql.connect(early), "SELECT event_id, error_code, access_key_id FROM sts_sessions ORDER BY event_id")
+    sts = lakesql.rows(lakesql.connect(early), "SELECT event_id, error_code, access_key_id, role_arn, error_message FROM sts_sessions ORDER BY event_id")
     ids = [s["event_id"] for s in sts]
     assert "failed-1" in ids and "c1-caller" in ids and "c1-owner" not in ids
+    # a denied call keeps its target role (from errorMessage: requestParameters is null)
+    denied = next(s for s in sts if s["event_id"] == "denied-1")
+    assert (denied["error_code"], denied["access_key_id"], denied["role_arn"]) == (
+        "AccessDenied", None, f"arn:aws:iam::{A}:role/break-glass")
+    assert "is not authorized to perform: sts:AssumeRole" in denied["error_message"]
     assert next(s for s in sts if s["event_id"] == "failed-1")["access_key_id"] is None
 
 

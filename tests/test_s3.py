@@ -93,3 +93,33 @@ def test_a_failed_write_fails_the_invocation_and_reports_nothing_written(auditla
     r = run([auditlake, "invoke", "--event", FIXTURE, "--lake", "s3://no-such-bucket"], env=moto.env(), check=False, timeout=300)
     assert r.returncode == 1 and r.stdout == b""
     assert b"NoSuchBucket" in r.stderr or b"does not exist" in r.stderr
+
+
+def _emf(stderr: bytes) -> dict:
+    line = next(l for l in stderr.decode().splitlines() if l.startswith("{") and '"_aws"' in l)
+    return json.loads(line)
+
+
+def test_an_indexed_session_is_never_replaced_on_s3(auditlake, moto, tmp_path):
+    """S3's conditional write (If-None-Match: *) through aws-sdk-s3: a second, different
+    record for an indexed key (even from the trusted trail) leaves the index object as
+    it was, is counted, and the key keeps naming the first person."""
+    s3 = moto.client("s3")
+    s3.create_bucket(Bucket="audit-lake")
+    key = "ASIAS3KEEP00000001"
+    role = f"arn:aws:iam::{A}:role/ops"
+    real = E.assume_role("2024-11-26T13:00:00Z", A, E.iam_user(A, "jdoe"), role, "jdoe", key, event_id="real-1")
+    forged = E.assume_role("2024-11-26T13:05:00Z", A, E.iam_user(A, "mallory"), role, "jdoe", key, event_id="other-1")
+    audit = E.audit_envelope(A, "prod", [E.audit_event("keep-1", "2024-11-26T13:30:00Z", f"arn:aws:sts::{A}:assumed-role/ops/jdoe",
+                                                       E.assumed_extra(A, "ops", "jdoe", key))])
+    outs = []
+    for i, payloads in enumerate([[E.trail_envelope([real])], [E.trail_envelope([forged, real])], [audit]]):
+        p = tmp_path / f"e{i}.json"
+        p.write_text(json.dumps(E.firehose_event([E.gz(x) for x in payloads])))
+        outs.append(run([auditlake, "invoke", "--event", p, "--lake", "s3://audit-lake"], env=moto.env()))
+    assert _emf(outs[1].stderr)["sts_conflicts"] == 1
+    held = json.loads(s3.get_object(Bucket="audit-lake", Key=f"session_index/by_key/{key}.json")["Body"].read())
+    assert (held["event_id"], held["caller_user_name"]) == ("real-1", "jdoe")
+    k = next(k for k in objects(s3, "audit-lake", "eks_audit/"))
+    row = pq.read_table(io.BytesIO(s3.get_object(Bucket="audit-lake", Key=k)["Body"].read())).to_pylist()[0]
+    assert (row["principal_name"], row["attribution_status"]) == ("jdoe", "resolved")

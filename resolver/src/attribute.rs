@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use crate::arn;
 use crate::cloudtrail::{StsEventName, StsSession};
-use crate::identity::{Identity, RoleSession};
+pub use crate::model::{Attribution, AttributionMethod, AttributionStatus, PrincipalType};
+use crate::model::{Identity, RoleSession};
 
 /// Longest role chain followed. Real chains are short; this bounds crafted input.
 pub const MAX_CHAIN_DEPTH: usize = 16;
@@ -26,107 +27,19 @@ pub const MAX_CHAIN_DEPTH: usize = 16;
 pub const LIFETIME_SKEW_BEFORE_MS: i64 = 5 * 60_000;
 pub const LIFETIME_SKEW_AFTER_MS: i64 = 15 * 60_000;
 
-macro_rules! str_enum {
-    ($(#[$m:meta])* $name:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $s),+ }
-            }
-        }
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
+/// The longest an assumed-role session lives: 12 hours (IAM's maximum
+/// `DurationSeconds`; role chaining caps at 1 hour).
+/// Docs: <https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html>
+pub const MAX_SESSION_MS: i64 = 12 * 3_600_000;
 
-str_enum!(
-    /// `principal_type`
-    PrincipalType {
-        IamUser => "iam_user",
-        SamlUser => "saml_user",
-        IdentityCenterUser => "identity_center_user",
-        WebIdentity => "web_identity",
-        FederatedUser => "federated_user",
-        AwsService => "aws_service",
-        Root => "root",
-        AssumedRole => "assumed_role",
-        Anonymous => "anonymous",
-        K8sServiceAccount => "k8s_service_account",
-        K8sSystem => "k8s_system",
-        Unknown => "unknown",
-    }
-);
-
-str_enum!(
-    /// `attribution_method`
-    AttributionMethod {
-        AccessKey => "access_key",
-        SessionName => "session_name",
-        Direct => "direct",
-        None => "none",
-    }
-);
-
-str_enum!(
-    /// `attribution_status`
-    AttributionStatus {
-        Resolved => "resolved",
-        Pending => "pending",
-        Ambiguous => "ambiguous",
-        NotApplicable => "not_applicable",
-    }
-);
-
-/// The attribution columns of one `eks_audit` row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attribution<'a> {
-    pub principal_type: PrincipalType,
-    pub principal_name: Option<Cow<'a, str>>,
-    pub principal_arn: Option<Cow<'a, str>>,
-    pub principal_account_id: Option<Cow<'a, str>>,
-    pub source_identity: Option<Cow<'a, str>>,
-    pub role_chain: Vec<Cow<'a, str>>,
-    pub method: AttributionMethod,
-    pub status: AttributionStatus,
-}
-
-impl<'a> Attribution<'a> {
-    fn bare(t: PrincipalType, method: AttributionMethod, status: AttributionStatus) -> Self {
-        Self {
-            principal_type: t,
-            principal_name: None,
-            principal_arn: None,
-            principal_account_id: None,
-            source_identity: None,
-            role_chain: Vec::new(),
-            method,
-            status,
-        }
-    }
-
-    pub fn pending(method: AttributionMethod) -> Self {
-        Self::bare(
-            PrincipalType::AssumedRole,
-            method,
-            AttributionStatus::Pending,
-        )
-    }
-
-    /// The same principal (who), ignoring how it was found.
-    fn same_origin(&self, o: &Attribution<'_>) -> bool {
-        self.status == AttributionStatus::Resolved
-            && o.status == AttributionStatus::Resolved
-            && self.principal_type == o.principal_type
-            && self.principal_name == o.principal_name
-            && self.principal_arn == o.principal_arn
-            && self.principal_account_id == o.principal_account_id
-    }
+/// When a session that was live at some event between `first_ms` and `last_ms` can
+/// have been issued: from a maximal lifetime (plus skew) before the first event to the
+/// skew after the last. The window a role + session-name lookup must search.
+pub fn issue_window(first_ms: i64, last_ms: i64) -> (i64, i64) {
+    (
+        first_ms - MAX_SESSION_MS - LIFETIME_SKEW_AFTER_MS,
+        last_ms + LIFETIME_SKEW_BEFORE_MS,
+    )
 }
 
 fn owned(s: &Option<String>) -> Option<Cow<'static, str>> {
@@ -213,6 +126,34 @@ fn origin_of(s: &StsSession) -> Origin {
     };
     a.source_identity = owned(&s.source_identity);
     Origin::Principal(a)
+}
+
+/// The principal a session's credentials act as: (account, role or federated user
+/// name, federated), from the issued ARN, else the requested role.
+pub fn session_principal(s: &StsSession) -> Option<(&str, &str, bool)> {
+    fn from(a: &str) -> Option<(&str, &str, bool)> {
+        use arn::Principal as Pr;
+        match arn::principal(a)? {
+            Pr::AssumedRole { account, role, .. } => Some((account, role, false)),
+            Pr::Role { account, name } => Some((account, name, false)),
+            Pr::FederatedUser { account, name } => Some((account, name, true)),
+            _ => None,
+        }
+    }
+    match (&s.assumed_role_arn, &s.role_arn) {
+        (Some(a), _) => from(a),
+        (None, Some(r)) => from(r),
+        _ => None,
+    }
+}
+
+/// Is `s` a session of the principal the event claims? A session whose principal the
+/// record does not say cannot contradict the claim.
+pub fn session_matches(s: &StsSession, claims: &crate::model::Claims<'_>) -> bool {
+    match session_principal(s) {
+        Some((account, name, federated)) => claims.satisfied_by(account, name, federated),
+        None => true,
+    }
 }
 
 /// Sessions known for one batch: from the batch itself, the warm cache and the store.
@@ -376,7 +317,14 @@ impl SessionIndex {
         event_ms: i64,
     ) -> Cow<'a, Attribution<'a>> {
         Cow::Owned(match id {
-            Identity::AccessKey { key } => return self.by_key_attribution(key),
+            Identity::AccessKey { key, claims } => match self.by_key.get(key.as_ref()) {
+                Some(s) if !session_matches(s, claims) => Attribution::bare(
+                    PrincipalType::AssumedRole,
+                    AttributionMethod::AccessKey,
+                    AttributionStatus::Conflict,
+                ),
+                _ => return self.by_key_attribution(key),
+            },
             _ => self.attribute_owned(id, username, event_ms),
         })
     }
@@ -412,7 +360,7 @@ impl SessionIndex {
                 a.principal_account_id = Some(Cow::Borrowed(account));
                 a
             }
-            Identity::AccessKey { key } => self.by_key_attribution(key).into_owned(),
+            Identity::AccessKey { .. } => self.attribute(id, username, event_ms).into_owned(),
             Identity::SessionName { candidates } => {
                 let mut found: Vec<Attribution<'_>> = Vec::new();
                 for rs in candidates {

@@ -111,6 +111,12 @@ fn tokenize(t: &str) -> Vec<Token> {
     out
 }
 
+/// Longest username that is reversed. A rendered template is a role's template with
+/// an account id, a session name (at most 64 characters) or an access key id (at most
+/// 128) filled in; anything much longer cannot be one, and a member account controls
+/// the username, so matching work is capped here.
+pub const MAX_USERNAME_BYTES: usize = 1024;
+
 #[derive(Default, Clone)]
 struct Captures {
     account: Option<String>,
@@ -118,61 +124,77 @@ struct Captures {
     key: Option<String>,
 }
 
-/// Match `s` against the tokens; placeholders take the shortest span that lets the rest
-/// match, so the first consistent split wins. Bounded by the template's few placeholders.
-fn matches(tokens: &[Token], s: &str, caps: &Captures, out: &mut Vec<Captures>) {
-    let Some((first, rest)) = tokens.split_first() else {
-        if s.is_empty() {
-            out.push(caps.clone());
-        }
-        return;
-    };
-    match first {
-        Token::Lit(l) => {
-            if let Some(r) = s.strip_prefix(l.as_str()) {
-                matches(rest, r, caps, out);
-            }
-        }
-        Token::AccountId => {
-            if s.len() >= 12 && arn::is_account_id(&s[..12]) {
-                let mut c = caps.clone();
-                if c.account.as_deref().is_some_and(|a| a != &s[..12]) {
-                    return;
+/// Can the tokens be matched without backtracking? Every variable placeholder must be
+/// followed by a literal or end the template (`{{SessionName}}{{AccessKeyID}}` cannot be
+/// split reliably, so such entries are not reversed).
+fn reversible(tokens: &[Token]) -> bool {
+    tokens.windows(2).all(|w| {
+        !matches!(
+            w,
+            [
+                Token::SessionName | Token::SessionNameRaw | Token::AccessKeyId,
+                Token::AccountId | Token::SessionName | Token::SessionNameRaw | Token::AccessKeyId
+            ]
+        )
+    })
+}
+
+/// Match `s` against the tokens in one left-to-right pass: literals must match where
+/// they stand, `{{AccountID}}` takes 12 ASCII digits, and a variable placeholder takes
+/// the text up to the next occurrence of the literal after it (the whole rest when it
+/// ends the template, and up to the suffix when that literal ends it). Linear in
+/// `s.len()` times the template's token count; every split is at a character boundary
+/// because it is at the start or end of a match of a UTF-8 literal (or of ASCII digits).
+fn match_tokens(tokens: &[Token], s: &str) -> Option<Captures> {
+    let mut caps = Captures::default();
+    let mut pos = 0usize;
+    for (i, tok) in tokens.iter().enumerate() {
+        let rest = s.get(pos..)?;
+        match tok {
+            Token::Lit(l) => {
+                if !rest.starts_with(l.as_str()) {
+                    return None;
                 }
-                c.account = Some(s[..12].to_string());
-                matches(rest, &s[12..], &c, out);
+                pos += l.len();
             }
-        }
-        Token::SessionName | Token::SessionNameRaw | Token::AccessKeyId => {
-            for end in (1..=s.len()).filter(|&i| s.is_char_boundary(i)) {
-                let v = &s[..end];
-                let mut c = caps.clone();
-                match first {
+            Token::AccountId => {
+                let digits = rest.get(..12)?;
+                if !arn::is_account_id(digits) {
+                    return None;
+                }
+                caps.account = Some(digits.to_string());
+                pos += 12;
+            }
+            var => {
+                let len = match tokens.get(i + 1) {
+                    None => rest.len(),
+                    Some(Token::Lit(l)) if i + 2 == tokens.len() => {
+                        rest.strip_suffix(l.as_str())?.len()
+                    }
+                    Some(Token::Lit(l)) => rest.find(l.as_str())?,
+                    Some(_) => return None, // excluded by `reversible`
+                };
+                let v = rest.get(..len).filter(|v| !v.is_empty())?;
+                match var {
                     Token::AccessKeyId => {
                         if !v
                             .bytes()
                             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
                         {
-                            break;
+                            return None;
                         }
-                        c.key = Some(v.to_string());
+                        caps.key = Some(v.to_string());
                     }
-                    Token::SessionName => {
-                        // A rendered {{SessionName}} never contains '@'.
-                        if v.contains('@') {
-                            break;
-                        }
-                        c.session = Some(SessionPart::Munged(v.to_string()));
-                    }
-                    _ => c.session = Some(SessionPart::Raw(v.to_string())),
+                    // A rendered {{SessionName}} never contains '@'.
+                    Token::SessionName if v.contains('@') => return None,
+                    Token::SessionName => caps.session = Some(SessionPart::Munged(v.to_string())),
+                    _ => caps.session = Some(SessionPart::Raw(v.to_string())),
                 }
-                matches(rest, &s[end..], &c, out);
-                if out.len() > 8 {
-                    return;
-                }
+                pos += len;
             }
         }
     }
+    (pos == s.len()).then_some(caps)
 }
 
 impl AwsAuth {
@@ -233,10 +255,14 @@ impl AwsAuth {
             if username.contains("{{EC2PrivateDNSName}}") {
                 continue; // nodes: not a person's session
             }
+            let tokens = tokenize(&username);
+            if !reversible(&tokens) {
+                continue;
+            }
             templates.push(Template {
                 role_account: Some(parsed.account.to_string()).filter(|a| arn::is_account_id(a)),
                 role_arn: arn::normalize_role_arn(&e.rolearn),
-                tokens: tokenize(&username),
+                tokens,
             });
         }
         Ok(Self { templates })
@@ -252,25 +278,28 @@ impl AwsAuth {
 
     /// Every entry a username could have been rendered from. Entries without a
     /// placeholder match only their literal username.
+    /// Usernames longer than [`MAX_USERNAME_BYTES`] reverse to nothing.
     pub fn reverse(&self, username: &str) -> Vec<Reversal> {
         let mut out = Vec::new();
+        if username.len() > MAX_USERNAME_BYTES {
+            return out;
+        }
         for t in &self.templates {
-            let mut caps = Vec::new();
-            matches(&t.tokens, username, &Captures::default(), &mut caps);
-            for c in caps {
-                if let (Some(a), Some(r)) = (&c.account, &t.role_account) {
-                    if a != r {
-                        continue;
-                    }
+            let Some(c) = match_tokens(&t.tokens, username) else {
+                continue;
+            };
+            if let (Some(a), Some(r)) = (&c.account, &t.role_account) {
+                if a != r {
+                    continue;
                 }
-                let r = Reversal {
-                    role_arn: t.role_arn.clone(),
-                    session: c.session,
-                    access_key_id: c.key,
-                };
-                if !out.contains(&r) {
-                    out.push(r);
-                }
+            }
+            let r = Reversal {
+                role_arn: t.role_arn.clone(),
+                session: c.session,
+                access_key_id: c.key,
+            };
+            if !out.contains(&r) {
+                out.push(r);
             }
         }
         out
@@ -324,6 +353,50 @@ data:
             Some(SessionPart::Raw("bob@example.com".into()))
         );
         assert!(a.reverse("someone-else").is_empty());
+    }
+
+    #[test]
+    fn hostile_usernames_neither_panic_nor_take_long() {
+        let a = AwsAuth::parse(CONFIGMAP, "test").unwrap();
+        // a multi-byte character where the 12-digit account id would end
+        assert!(a.reverse("role:12345678901\u{e9}:staff:x").is_empty());
+        assert!(a.reverse("role:1234567890\u{e9}\u{e9}:staff:x").is_empty());
+        assert!(a.reverse("ci:\u{e9}").is_empty());
+        assert_eq!(
+            a.reverse("raw/\u{e9}\u{1f600}")[0].session,
+            Some(SessionPart::Raw("\u{e9}\u{1f600}".into()))
+        );
+        // 200 KB: over the cap, nothing is matched
+        let long = format!("role:111122223333:staff:{}", "x".repeat(200_000));
+        assert!(a.reverse(&long).is_empty());
+        // just under the cap: matched in one pass
+        let ok = format!(
+            "role:111122223333:staff:{}",
+            "x".repeat(MAX_USERNAME_BYTES - 30)
+        );
+        assert_eq!(a.reverse(&ok).len(), 1);
+        // every prefix of a mixed multi-byte string: no panic, whatever matches
+        let tricky = "role:111122223333:staff:\u{e9}@\u{1f600}:ci:AKIA\u{e9}raw/";
+        for (i, _) in tricky.char_indices() {
+            let _ = a.reverse(&tricky[..i]);
+        }
+    }
+
+    #[test]
+    fn templates_are_matched_at_the_first_literal_and_anchored_at_the_last() {
+        let a = AwsAuth::parse(
+            "- rolearn: arn:aws:iam::111122223333:role/x\n  username: \"u:{{SessionName}}:end\"\n\
+             - rolearn: arn:aws:iam::111122223333:role/y\n  username: \"{{SessionNameRaw}}{{AccessKeyID}}\"\n",
+            "t",
+        )
+        .unwrap();
+        // the entry with two adjacent placeholders cannot be reversed and is left out
+        assert_eq!(a.len(), 1);
+        assert_eq!(
+            a.reverse("u:a:end:b:end")[0].session,
+            Some(SessionPart::Munged("a:end:b".into()))
+        );
+        assert!(a.reverse("u::end").is_empty());
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct StsSession {
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
     pub error_code: Option<String>,
+    /// `errorMessage` of a failed call (evidence: who tried which role).
+    #[serde(default)]
+    pub error_message: Option<String>,
     pub caller_type: Option<String>,
     pub caller_arn: Option<String>,
     pub caller_principal_id: Option<String>,
@@ -128,6 +131,7 @@ struct Record {
     source_ip_address: Option<String>,
     user_agent: Option<String>,
     error_code: Option<String>,
+    error_message: Option<String>,
     #[serde(rename = "requestID")]
     request_id: Option<String>,
     #[serde(rename = "eventID")]
@@ -333,6 +337,7 @@ fn from_record(r: Record) -> Result<Parsed, CloudTrailError> {
         source_ip: r.source_ip_address,
         user_agent: r.user_agent,
         error_code: r.error_code,
+        error_message: r.error_message,
         caller_type,
         caller_arn,
         caller_principal_id,
@@ -389,8 +394,33 @@ fn from_record(r: Record) -> Result<Parsed, CloudTrailError> {
         // A failed call issues nothing, whatever a partial response says.
         s.access_key_id = None;
         s.expiration_ms = None;
+        // CloudTrail logs `requestParameters: null` for denied calls; the target role is
+        // only in the message ("... sts:AssumeRole on resource: arn:aws:iam::A:role/R").
+        if s.role_arn.is_none() {
+            s.role_arn = s.error_message.as_deref().and_then(role_in_message);
+        }
     }
     Ok(Parsed::Sts(Box::new(s)))
+}
+
+/// Are two records the same STS call? The same `eventID` (a replay), or the same
+/// `sharedEventID` (the caller and role-owner copies of one cross-account call).
+pub fn same_call(a: &StsSession, b: &StsSession) -> bool {
+    a.event_id == b.event_id
+        || (a.shared_event_id.is_some() && a.shared_event_id == b.shared_event_id)
+}
+
+/// The role ARN after `on resource: ` in an STS error message, if it is one.
+pub fn role_in_message(msg: &str) -> Option<String> {
+    let (_, rest) = msg.split_once("on resource: ")?;
+    let arn = rest
+        .split(|c: char| c.is_whitespace() || c == '"' || c == ',')
+        .next()?
+        .trim_end_matches('.');
+    match crate::arn::principal(arn)? {
+        crate::arn::Principal::Role { .. } => Some(arn.to_string()),
+        _ => None,
+    }
 }
 
 /// Deduplicate the two copies of cross-account calls (same `sharedEventID`), keeping the

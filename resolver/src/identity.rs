@@ -8,55 +8,9 @@
 use std::borrow::Cow;
 
 use crate::arn::{self, Principal};
-use crate::attribute::PrincipalType;
 use crate::awsauth::AwsAuth;
-
-/// The aws-iam-authenticator `user.extra` values (first element of each array).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct AwsExtra<'a> {
-    pub access_key_id: Option<&'a str>,
-    pub arn: Option<&'a str>,
-    pub canonical_arn: Option<&'a str>,
-    pub session_name: Option<&'a str>,
-    pub principal_id: Option<&'a str>,
-}
-
-/// A (role, session name) pair to match against STS sessions; the session name is in
-/// `{{SessionName}}` form (`@` replaced by `-`). `raw` is the exact session name when the
-/// event carries it, used to narrow candidates that only differ by `@`/`-`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleSession<'a> {
-    pub role: String,
-    pub munged: Cow<'a, str>,
-    pub raw: Option<Cow<'a, str>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity<'a> {
-    Anonymous,
-    ServiceAccount {
-        name: &'a str,
-    },
-    K8sSystem,
-    /// IAM user, root or federated user named by its ARN: no lookup needed.
-    Direct {
-        kind: PrincipalType,
-        name: Cow<'a, str>,
-        arn: &'a str,
-        account: &'a str,
-    },
-    /// An assumed-role session identified by the access key in the presigned token.
-    AccessKey {
-        key: Cow<'a, str>,
-    },
-    /// An assumed-role session known only by role and session name (older clusters,
-    /// aws-auth templates). Several candidates when more than one template matched.
-    SessionName {
-        candidates: Vec<RoleSession<'a>>,
-    },
-    /// Not an AWS identity we can attribute (OIDC, x509, unmatched template).
-    Unknown,
-}
+use crate::model::PrincipalType;
+pub use crate::model::{AwsExtra, Claims, Identity, RoleSession};
 
 /// Classify an audit event's user. `aws_auth` reverses templated usernames.
 pub fn classify<'a>(
@@ -88,6 +42,7 @@ pub fn classify<'a>(
         if let Some(key) = reversed.iter().find_map(|r| r.access_key_id.clone()) {
             return Identity::AccessKey {
                 key: Cow::Owned(key),
+                claims: Claims::from_extra(extra),
             };
         }
         let candidates: Vec<RoleSession<'a>> = reversed
@@ -133,6 +88,7 @@ fn from_arn<'a>(a: &'a str, extra: &AwsExtra<'a>) -> Option<Identity<'a>> {
             if let Some(key) = extra.access_key_id.filter(|k| !k.is_empty()) {
                 return Some(Identity::AccessKey {
                     key: Cow::Borrowed(key),
+                    claims: Claims::from_extra(extra),
                 });
             }
             Identity::Direct {
@@ -151,6 +107,7 @@ fn from_arn<'a>(a: &'a str, extra: &AwsExtra<'a>) -> Option<Identity<'a>> {
             if let Some(key) = extra.access_key_id.filter(|k| !k.is_empty()) {
                 return Some(Identity::AccessKey {
                     key: Cow::Borrowed(key),
+                    claims: Claims::from_extra(extra),
                 });
             }
             // The username renders {{SessionName}} ('@' -> '-'); extra.sessionName is raw.
@@ -250,7 +207,8 @@ mod tests {
                 extra
             ),
             Identity::AccessKey {
-                key: Cow::Borrowed("ASIAEXAMPLE1")
+                key: Cow::Borrowed("ASIAEXAMPLE1"),
+                claims: Claims::from_extra(&extra),
             }
         );
     }

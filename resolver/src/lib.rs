@@ -9,6 +9,7 @@ pub mod attribute;
 pub mod awsauth;
 pub mod cloudtrail;
 pub mod identity;
+pub mod model;
 pub mod store;
 pub mod time;
 

@@ -83,18 +83,33 @@ fn index(sessions: Vec<StsSession>) -> SessionIndex {
     ix
 }
 
+/// An audit event using `key`, naming (as aws-iam-authenticator logs it) the role of the
+/// key's own session when the index holds it.
 fn by_key(ix: &SessionIndex, key: &str, at: &str) -> Attribution<'static> {
+    let arn = ix
+        .get(key)
+        .and_then(|s| {
+            s.assumed_role_arn.clone().or_else(|| {
+                let r = s.role_arn.as_deref()?;
+                let acct = r.split(':').nth(4)?;
+                Some(format!(
+                    "arn:aws:sts::{acct}:assumed-role/{}/s",
+                    r.rsplit('/').next()?
+                ))
+            })
+        })
+        .unwrap_or_else(|| "arn:aws:sts::111122223333:assumed-role/r/s".into());
+    by_key_claiming(ix, key, &arn, at)
+}
+
+/// An audit event using `key` whose `extra.arn` says `arn`.
+fn by_key_claiming(ix: &SessionIndex, key: &str, arn: &str, at: &str) -> Attribution<'static> {
     let extra = AwsExtra {
         access_key_id: Some(key),
-        arn: Some("arn:aws:sts::111122223333:assumed-role/r/s"),
+        arn: Some(arn),
         ..Default::default()
     };
-    let id = classify(
-        Some("arn:aws:sts::111122223333:assumed-role/r/s"),
-        false,
-        &extra,
-        None,
-    );
+    let id = classify(Some(arn), false, &extra, None);
     into_static(ix.attribute(&id, None, ms(at)).into_owned())
 }
 
@@ -807,4 +822,57 @@ fn cloudtrail_log_files_and_non_sts_events() {
     missing_time.as_object_mut().unwrap().remove("eventTime");
     assert!(cloudtrail::parse_event(missing_time.to_string().as_bytes()).is_err());
     let _: Option<Identity> = None;
+}
+
+#[test]
+fn a_key_resolves_only_to_a_session_of_the_role_the_event_names() {
+    let alice = assume_role(
+        T,
+        EXP,
+        "111122223333",
+        iam_user("111122223333", "alice"),
+        "arn:aws:iam::111122223333:role/path/ops",
+        "alice",
+        "ASIAALICE",
+        None,
+    );
+    let ix = index(vec![alice]);
+    // the event names the key's own role (the ARN without path, any case): alice
+    for arn in [
+        "arn:aws:sts::111122223333:assumed-role/ops/alice",
+        "arn:aws:sts::111122223333:assumed-role/OPS/other-session",
+    ] {
+        let a = by_key_claiming(&ix, "ASIAALICE", arn, USE);
+        assert_eq!(
+            who(&a),
+            (P::IamUser, Some("alice"), S::Resolved, M::AccessKey),
+            "{arn}"
+        );
+    }
+    // another role, the same role in another account, a federated user: never alice
+    for arn in [
+        "arn:aws:sts::111122223333:assumed-role/admin/alice",
+        "arn:aws:sts::444455556666:assumed-role/ops/alice",
+        "arn:aws:sts::111122223333:federated-user/ops",
+    ] {
+        let a = by_key_claiming(&ix, "ASIAALICE", arn, USE);
+        assert_eq!(
+            who(&a),
+            (P::AssumedRole, None, S::Conflict, M::AccessKey),
+            "{arn}"
+        );
+        assert!(a.role_chain.is_empty() && a.principal_arn.is_none());
+    }
+    // canonicalArn is checked too, even when arn agrees
+    let extra = AwsExtra {
+        access_key_id: Some("ASIAALICE"),
+        arn: Some("arn:aws:sts::111122223333:assumed-role/ops/alice"),
+        canonical_arn: Some("arn:aws:iam::111122223333:role/admin"),
+        ..Default::default()
+    };
+    let id = classify(extra.arn, false, &extra, None);
+    assert_eq!(ix.attribute(&id, None, ms(USE)).status, S::Conflict);
+    // a key the index does not know stays pending, whatever the event claims
+    let a = by_key_claiming(&ix, "ASIAUNKNOWN", "arn:aws:sts::1:assumed-role/x/y", USE);
+    assert_eq!(a.status, S::Pending);
 }

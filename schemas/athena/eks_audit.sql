@@ -51,7 +51,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS eks_audit (
   `source_identity`       string COMMENT 'STS source identity carried through the role chain',
   `role_chain`            array<string> COMMENT 'role ARNs from the first assumed role to the last',
   `attribution_method`    string COMMENT 'access_key, session_name, direct, none',
-  `attribution_status`    string COMMENT 'resolved, pending, ambiguous, not_applicable',
+  `attribution_status`    string COMMENT 'resolved, pending, ambiguous, conflict (the key belongs to a session of another role than the event names), not_applicable',
   `parse_status`          string COMMENT 'ok, truncated, invalid',
   `raw_message`           string COMMENT 'the CloudWatch message, only when parse_status is not ok'
 )

@@ -114,6 +114,18 @@ hops AS (
     s3.web_identity_subject AS s3_web_identity_subject,
     s3.web_identity_provider AS s3_web_identity_provider,
     s1.source_identity AS s1_source_identity,
+    -- the key's session must be of the role the event names (extra.arn,
+    -- extra.canonicalArn), else the row names nobody: status 'conflict'
+    COALESCE(s1.access_key_id IS NOT NULL AND s1_key IS NOT NULL AND (
+      (CASE
+        WHEN e.aws_arn LIKE 'arn:%:sts::%:assumed-role/%/%' THEN lower(split_part(e.aws_arn, ':', 5) || ':role/' || split_part(split_part(e.aws_arn, ':', 6), '/', 2))
+        WHEN e.aws_arn LIKE 'arn:%:iam::%:role/%' THEN lower(split_part(e.aws_arn, ':', 5) || ':role/' || regexp_extract(e.aws_arn, '[^/]+$'))
+        WHEN e.aws_arn LIKE 'arn:%:sts::%:federated-user/%' THEN lower(split_part(e.aws_arn, ':', 5) || ':federated-user/' || substr(split_part(e.aws_arn, ':', 6), 16))
+      END) <> s1_key OR (CASE
+        WHEN e.aws_role_arn LIKE 'arn:%:sts::%:assumed-role/%/%' THEN lower(split_part(e.aws_role_arn, ':', 5) || ':role/' || split_part(split_part(e.aws_role_arn, ':', 6), '/', 2))
+        WHEN e.aws_role_arn LIKE 'arn:%:iam::%:role/%' THEN lower(split_part(e.aws_role_arn, ':', 5) || ':role/' || regexp_extract(e.aws_role_arn, '[^/]+$'))
+        WHEN e.aws_role_arn LIKE 'arn:%:sts::%:federated-user/%' THEN lower(split_part(e.aws_role_arn, ':', 5) || ':federated-user/' || substr(split_part(e.aws_role_arn, ':', 6), 16))
+      END) <> s1_key), FALSE) AS role_conflict,
     CASE
       WHEN s1.access_key_id IS NULL THEN NULL
       WHEN NOT (s1.event_name = 'AssumeRole' AND COALESCE(s1.caller_type, '') = 'AssumedRole') THEN 1
@@ -123,7 +135,16 @@ hops AS (
       WHEN NOT (s3.event_name = 'AssumeRole' AND COALESCE(s3.caller_type, '') = 'AssumedRole') THEN 3
     END AS origin_hop
   FROM eks_audit e
-  LEFT JOIN sessions s1
+  LEFT JOIN (SELECT sessions.*, CASE WHEN assumed_role_arn IS NOT NULL THEN CASE
+        WHEN assumed_role_arn LIKE 'arn:%:sts::%:assumed-role/%/%' THEN lower(split_part(assumed_role_arn, ':', 5) || ':role/' || split_part(split_part(assumed_role_arn, ':', 6), '/', 2))
+        WHEN assumed_role_arn LIKE 'arn:%:iam::%:role/%' THEN lower(split_part(assumed_role_arn, ':', 5) || ':role/' || regexp_extract(assumed_role_arn, '[^/]+$'))
+        WHEN assumed_role_arn LIKE 'arn:%:sts::%:federated-user/%' THEN lower(split_part(assumed_role_arn, ':', 5) || ':federated-user/' || substr(split_part(assumed_role_arn, ':', 6), 16))
+      END ELSE CASE
+        WHEN role_arn LIKE 'arn:%:sts::%:assumed-role/%/%' THEN lower(split_part(role_arn, ':', 5) || ':role/' || split_part(split_part(role_arn, ':', 6), '/', 2))
+        WHEN role_arn LIKE 'arn:%:iam::%:role/%' THEN lower(split_part(role_arn, ':', 5) || ':role/' || regexp_extract(role_arn, '[^/]+$'))
+        WHEN role_arn LIKE 'arn:%:sts::%:federated-user/%' THEN lower(split_part(role_arn, ':', 5) || ':federated-user/' || substr(split_part(role_arn, ':', 6), 16))
+      END END AS s1_key
+             FROM sessions) s1
     ON e.attribution_status = 'pending' AND s1.access_key_id = e.aws_access_key_id
   LEFT JOIN sessions s2
     ON s1.event_name = 'AssumeRole' AND s1.caller_type = 'AssumedRole'
@@ -197,7 +218,7 @@ SELECT
   aws_role_arn,
   aws_session_name,
   aws_principal_id,
-  CASE WHEN view_resolves THEN CASE
+  CASE WHEN role_conflict THEN 'assumed_role' WHEN view_resolves THEN CASE
       WHEN o_event_name = 'AssumeRoleWithSAML' AND strpos(o_saml_provider_arn, ':saml-provider/AWSSSO_') > 0 THEN 'identity_center_user'
       WHEN o_event_name = 'AssumeRoleWithSAML' THEN 'saml_user'
       WHEN o_event_name = 'AssumeRoleWithWebIdentity' THEN 'web_identity'
@@ -207,29 +228,29 @@ SELECT
       WHEN o_caller_type = 'AWSService' THEN 'aws_service'
       WHEN o_caller_type = 'FederatedUser' THEN 'federated_user'
       ELSE 'unknown' END ELSE principal_type END AS principal_type,
-  CASE WHEN view_resolves THEN CASE
+  CASE WHEN role_conflict THEN NULL WHEN view_resolves THEN CASE
       WHEN o_event_name = 'AssumeRoleWithSAML' THEN o_saml_subject
       WHEN o_event_name = 'AssumeRoleWithWebIdentity' THEN o_web_identity_subject
       WHEN o_event_name = 'GetFederationToken' THEN o_role_session_name
       WHEN o_caller_type = 'Root' THEN 'root'
       ELSE o_caller_user_name END ELSE principal_name END AS principal_name,
-  CASE WHEN view_resolves THEN CASE
+  CASE WHEN role_conflict THEN NULL WHEN view_resolves THEN CASE
       WHEN o_event_name = 'AssumeRoleWithSAML' THEN o_saml_provider_arn
       WHEN o_event_name = 'AssumeRoleWithWebIdentity' THEN o_web_identity_provider
       WHEN o_event_name = 'GetFederationToken' THEN o_assumed_role_arn
       WHEN o_caller_type = 'AWSService' THEN NULL
       ELSE o_caller_arn END ELSE principal_arn END AS principal_arn,
-  CASE WHEN view_resolves THEN CASE
+  CASE WHEN role_conflict THEN NULL WHEN view_resolves THEN CASE
       WHEN o_event_name IN ('AssumeRoleWithSAML', 'AssumeRoleWithWebIdentity') THEN split_part(o_role_arn, ':', 5)
       WHEN o_caller_type = 'AWSService' THEN NULL
       ELSE o_caller_account_id END ELSE principal_account_id END AS principal_account_id,
-  CASE WHEN view_resolves THEN COALESCE(s1_source_identity, source_identity) ELSE source_identity END AS source_identity,
-  CASE WHEN view_resolves THEN CASE origin_hop
+  CASE WHEN role_conflict THEN NULL WHEN view_resolves THEN COALESCE(s1_source_identity, source_identity) ELSE source_identity END AS source_identity,
+  CASE WHEN role_conflict THEN CAST(ARRAY[] AS array(varchar)) WHEN view_resolves THEN CASE origin_hop
       WHEN 1 THEN CASE WHEN s1_role_arn IS NULL THEN CAST(ARRAY[] AS array(varchar)) ELSE ARRAY[s1_role_arn] END
       WHEN 2 THEN ARRAY[s2_role_arn, s1_role_arn]
       WHEN 3 THEN ARRAY[s3_role_arn, s2_role_arn, s1_role_arn] END ELSE role_chain END AS role_chain,
-  CASE WHEN view_resolves THEN 'access_key' ELSE attribution_method END AS attribution_method,
-  CASE WHEN view_resolves THEN 'resolved' ELSE attribution_status END AS attribution_status,
+  CASE WHEN role_conflict THEN 'access_key' WHEN view_resolves THEN 'access_key' ELSE attribution_method END AS attribution_method,
+  CASE WHEN role_conflict THEN 'conflict' WHEN view_resolves THEN 'resolved' ELSE attribution_status END AS attribution_status,
   parse_status,
   raw_message,
   dt

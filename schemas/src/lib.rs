@@ -100,7 +100,7 @@ pub const EKS_AUDIT: &[Column] = &[
     col("source_identity", Str, "STS source identity carried through the role chain"),
     col("role_chain", StrList, "role ARNs from the first assumed role to the last"),
     col("attribution_method", Str, "access_key, session_name, direct, none"),
-    col("attribution_status", Str, "resolved, pending, ambiguous, not_applicable"),
+    col("attribution_status", Str, "resolved, pending, ambiguous, conflict (the key belongs to a session of another role than the event names), not_applicable"),
     // quality
     col("parse_status", Str, "ok, truncated, invalid"),
     col("raw_message", Str, "the CloudWatch message, only when parse_status is not ok"),
@@ -127,6 +127,11 @@ pub const STS_SESSIONS: &[Column] = &[
     col("source_ip", Str, "sourceIPAddress"),
     col("user_agent", Str, "userAgent"),
     col("error_code", Str, "errorCode (failed calls issue nothing)"),
+    col(
+        "error_message",
+        Str,
+        "errorMessage of a failed call (its target role is in role_arn)",
+    ),
     col("caller_type", Str, "userIdentity.type"),
     col("caller_arn", Str, "userIdentity.arn"),
     col("caller_principal_id", Str, "userIdentity.principalId"),
@@ -137,7 +142,11 @@ pub const STS_SESSIONS: &[Column] = &[
         Str,
         "userIdentity.userName or sessionIssuer.userName",
     ),
-    col("role_arn", Str, "requestParameters.roleArn"),
+    col(
+        "role_arn",
+        Str,
+        "requestParameters.roleArn (from errorMessage for denied calls)",
+    ),
     col(
         "role_session_name",
         Str,
@@ -256,6 +265,34 @@ pub fn arrow_schema(columns: &[Column]) -> SchemaRef {
             .map(|c| Field::new(c.name, c.ty.arrow(), true))
             .collect::<Vec<_>>(),
     ))
+}
+
+/// Position of `name` in `columns`, computed at compile time where used in a `const`:
+/// a builder that names a column the table does not have fails the build.
+pub const fn position(columns: &[Column], name: &str) -> usize {
+    let mut i = 0;
+    while i < columns.len() {
+        if const_str_eq(columns[i].name, name) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("no such column")
+}
+
+const fn const_str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// Index of a column by name (for builders that fill columns by position).

@@ -105,6 +105,31 @@ fn filled_expr(col: &str) -> &'static str {
     }
 }
 
+/// The principal an ARN names, as `<account>:role/<name>` or
+/// `<account>:federated-user/<name>` (lowercase; IAM names are unique regardless of
+/// case), or NULL: `resolver::model::Claim` and `resolver::attribute::session_principal`
+/// in SQL. Role ARNs lose their path; assumed-role ARNs their session.
+fn principal_key(x: &str) -> String {
+    format!(
+        "CASE
+        WHEN {x} LIKE 'arn:%:sts::%:assumed-role/%/%' THEN lower(split_part({x}, ':', 5) || ':role/' || split_part(split_part({x}, ':', 6), '/', 2))
+        WHEN {x} LIKE 'arn:%:iam::%:role/%' THEN lower(split_part({x}, ':', 5) || ':role/' || regexp_extract({x}, '[^/]+$'))
+        WHEN {x} LIKE 'arn:%:sts::%:federated-user/%' THEN lower(split_part({x}, ':', 5) || ':federated-user/' || substr(split_part({x}, ':', 6), 16))
+      END"
+    )
+}
+
+/// A row's value when its key belongs to a session of another role than it names.
+fn conflict_expr(col: &str) -> &'static str {
+    match col {
+        "principal_type" => "'assumed_role'",
+        "role_chain" => "CAST(ARRAY[] AS array(varchar))",
+        "attribution_method" => "'access_key'",
+        "attribution_status" => "'conflict'",
+        _ => "NULL",
+    }
+}
+
 /// Renders `CREATE OR REPLACE VIEW eks_audit_attributed`.
 pub fn attributed_view() -> String {
     let mut passthrough = Vec::new();
@@ -113,7 +138,8 @@ pub fn attributed_view() -> String {
         passthrough.push(format!("    e.{}", c.name));
         if FILLED.contains(&c.name) {
             out_cols.push(format!(
-                "  CASE WHEN view_resolves THEN {} ELSE {} END AS {}",
+                "  CASE WHEN role_conflict THEN {} WHEN view_resolves THEN {} ELSE {} END AS {}",
+                conflict_expr(c.name),
                 filled_expr(c.name),
                 c.name,
                 c.name
@@ -156,6 +182,10 @@ hops AS (
 {passthrough},
 {hop_fields},
     s1.source_identity AS s1_source_identity,
+    -- the key's session must be of the role the event names (extra.arn,
+    -- extra.canonicalArn), else the row names nobody: status 'conflict'
+    COALESCE(s1.access_key_id IS NOT NULL AND s1_key IS NOT NULL AND (
+      ({claim_arn}) <> s1_key OR ({claim_canonical}) <> s1_key), FALSE) AS role_conflict,
     CASE
       WHEN s1.access_key_id IS NULL THEN NULL
       WHEN NOT (s1.event_name = 'AssumeRole' AND COALESCE(s1.caller_type, '') = 'AssumedRole') THEN 1
@@ -165,7 +195,8 @@ hops AS (
       WHEN NOT (s3.event_name = 'AssumeRole' AND COALESCE(s3.caller_type, '') = 'AssumedRole') THEN 3
     END AS origin_hop
   FROM eks_audit e
-  LEFT JOIN sessions s1
+  LEFT JOIN (SELECT sessions.*, CASE WHEN assumed_role_arn IS NOT NULL THEN {s1_assumed} ELSE {s1_role} END AS s1_key
+             FROM sessions) s1
     ON e.attribution_status = 'pending' AND s1.access_key_id = e.aws_access_key_id
   LEFT JOIN sessions s2
     ON s1.event_name = 'AssumeRole' AND s1.caller_type = 'AssumedRole'
@@ -189,6 +220,10 @@ SELECT
 FROM decided;
 ",
         passthrough = passthrough.join(",\n"),
+        claim_arn = principal_key("e.aws_arn"),
+        claim_canonical = principal_key("e.aws_role_arn"),
+        s1_assumed = principal_key("assumed_role_arn"),
+        s1_role = principal_key("role_arn"),
         hop_fields = hop_fields(),
         origin = origin.join(",\n"),
         out = out_cols.join(",\n"),

@@ -52,7 +52,8 @@ def central_aws(moto_endpoint):
 
 
 def deploy_central(aws: Aws, name: str, **params: str) -> emu.Deployment:
-    base = {"NamePrefix": name, "GlueDatabaseName": name.replace("-", "_"), "LambdaCodeBucket": "code-bucket"}
+    base = {"NamePrefix": name, "GlueDatabaseName": name.replace("-", "_"), "LambdaCodeBucket": "code-bucket",
+            "TrailAccountId": "999999999999", "TrailLogGroupName": "aws-cloudtrail-logs-o-abcdefghij"}
     return emu.deploy(aws.client("cloudformation"), aws.client, load("central.yaml"), name, {**base, **params})
 
 
@@ -126,6 +127,7 @@ def test_central_lambda_and_its_role(central, central_aws):
         "AUDITLAKE_LAKE": f"s3://{bucket}/org/lake",
         "AUDITLAKE_AWS_AUTH": "s3://config-bucket/eks/aws-auth.yaml",
         "AUDITLAKE_RAW_ARCHIVE": "true",
+        "AUDITLAKE_TRUSTED_TRAILS": "999999999999:aws-cloudtrail-logs-o-abcdefghij",
     }
     assert central.outputs["LakeUri"] == f"s3://{bucket}/org/lake"
     iam = central_aws.client("iam")
@@ -200,7 +202,8 @@ def test_central_account_list_mode_without_prefix(central_aws):
     bucket = d.outputs["LakeBucketName"]
     assert d.outputs["LakeUri"] == f"s3://{bucket}"
     fn = central_aws.client("lambda").get_function_configuration(FunctionName="audit-acct-transformer")
-    assert fn["Environment"]["Variables"] == {"AUDITLAKE_LAKE": f"s3://{bucket}", "AUDITLAKE_RAW_ARCHIVE": "true"}
+    assert fn["Environment"]["Variables"] == {"AUDITLAKE_LAKE": f"s3://{bucket}", "AUDITLAKE_RAW_ARCHIVE": "true",
+                                              "AUDITLAKE_TRUSTED_TRAILS": "999999999999:aws-cloudtrail-logs-o-abcdefghij"}
     t = central_aws.client("glue").get_table(DatabaseName="audit_acct", Name="eks_audit")["Table"]
     assert t["StorageDescriptor"]["Location"] == f"s3://{bucket}/eks_audit/"
     stmts = {s["Sid"] for s in d.resolved["TransformerRole"]["Policies"][0]["PolicyDocument"]["Statement"]}

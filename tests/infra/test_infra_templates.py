@@ -71,7 +71,12 @@ def test_lambda():
     assert CENTRAL["Parameters"]["LambdaMemoryMB"]["Default"] == 1769
     assert fn["Code"]["S3Bucket"] == {"Ref": "LambdaCodeBucket"} and fn["Code"]["S3Key"] == {"Ref": "LambdaCodeKey"}
     env = fn["Environment"]["Variables"]
-    assert set(env) == {"AUDITLAKE_LAKE", "AUDITLAKE_AWS_AUTH", "AUDITLAKE_RAW_ARCHIVE"}
+    assert set(env) == {"AUDITLAKE_LAKE", "AUDITLAKE_AWS_AUTH", "AUDITLAKE_RAW_ARCHIVE", "AUDITLAKE_TRUSTED_TRAILS"}
+    # the trail's account and log group (parameters, patterns as the Lambda parses them)
+    assert env["AUDITLAKE_TRUSTED_TRAILS"]["Fn::If"][0] == "HasExtraTrails"
+    assert env["AUDITLAKE_TRUSTED_TRAILS"]["Fn::If"][2] == {"Fn::Sub": "${TrailAccountId}:${TrailLogGroupName}"}
+    params = load("central.yaml")["Parameters"]
+    assert "Default" not in params["TrailAccountId"] and "Default" not in params["TrailLogGroupName"]
     assert env["AUDITLAKE_RAW_ARCHIVE"] == "true"
     assert env["AUDITLAKE_AWS_AUTH"] == {"Fn::If": ["HasAwsAuth", {"Ref": "AwsAuthS3Uri"}, {"Ref": "AWS::NoValue"}]}
     assert fn["KmsKeyArn"] == {"Fn::GetAtt": ["LakeKey", "Arn"]}

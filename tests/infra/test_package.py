@@ -52,7 +52,7 @@ def test_script_with_stub_toolchain(tmp_path):
     r = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0, r.stderr
     calls = log.read_text()
-    assert ("cargo build --release --target aarch64-unknown-linux-gnu -p transformer --bin bootstrap "
+    assert ("cargo build --release --target aarch64-unknown-linux-gnu -p auditlake --bin bootstrap "
             "linker=aarch64-linux-gnu-gcc cc=aarch64-linux-gnu-gcc") in calls
     zip_path = tmp_path / "dist" / "bootstrap-arm64.zip"
     assert f"{zip_path}: {zip_path.stat().st_size} bytes" in r.stdout
@@ -65,7 +65,7 @@ def test_script_is_executable_and_valid_bash():
     assert r.returncode == 0, r.stderr
     text = SCRIPT.read_text()
     for needle in ("aarch64-unknown-linux-gnu", "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER",
-                   "CC_aarch64_unknown_linux_gnu", "-p transformer --bin bootstrap", "CARGO_TARGET_DIR",
+                   "CC_aarch64_unknown_linux_gnu", "-p auditlake --bin bootstrap", "CARGO_TARGET_DIR",
                    "dist/bootstrap-arm64.zip"):
         assert needle in text, needle
 

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -64,8 +65,9 @@ pub struct UserInfo<'a> {
     pub uid: S<'a>,
     #[serde(borrow, default)]
     pub groups: Option<&'a RawValue>,
+    /// Parsed once, here: the AWS identity and the `user_extra` column both read it.
     #[serde(borrow, default)]
-    pub extra: Option<&'a RawValue>,
+    pub extra: Option<UserExtra<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -197,66 +199,226 @@ fn recover(message: &str) -> Parsed<'_> {
     }
 }
 
-/// The aws-iam-authenticator keys of `user.extra` (first value of each array).
-pub fn aws_extra<'a>(extra: Option<&'a RawValue>) -> AwsExtra<'a> {
-    #[derive(Deserialize, Default)]
-    struct Extra<'a> {
-        #[serde(borrow, default, rename = "accessKeyId")]
-        access_key_id: Option<First<'a>>,
-        #[serde(borrow, default)]
-        arn: Option<First<'a>>,
-        #[serde(borrow, default, rename = "canonicalArn")]
-        canonical_arn: Option<First<'a>>,
-        #[serde(borrow, default, rename = "sessionName")]
-        session_name: Option<First<'a>>,
-        #[serde(borrow, default, rename = "principalId")]
-        principal_id: Option<First<'a>>,
+/// `user.extra` (`map[string][]string`), parsed in one pass into flat borrowed vectors:
+/// each key with the range of its values. A value that is a bare string counts as a
+/// one-element list; an array stops at its first element that is not a string or null
+/// (the list stays well-formed); any other value is a null list. A document that is not
+/// an object is kept as "not a map".
+#[derive(Debug, Default)]
+pub struct UserExtra<'a> {
+    /// (key, end of its values in `values`, whether the value was a list)
+    keys: Vec<(Text<'a>, u32, bool)>,
+    values: Vec<Option<Text<'a>>>,
+    is_map: bool,
+}
+
+/// One entry of [`UserExtra`].
+pub struct ExtraEntry<'e, 'a> {
+    pub key: &'e str,
+    /// `None`: the value was not a list (a null list in Arrow).
+    pub values: Option<&'e [Option<Text<'a>>]>,
+}
+
+impl<'a> UserExtra<'a> {
+    pub fn is_map(&self) -> bool {
+        self.is_map
     }
-    let Some(raw) = extra else {
-        return AwsExtra::default();
-    };
-    let e: Extra<'a> = serde_json::from_str(raw.get()).unwrap_or_default();
-    let f = |x: Option<First<'a>>| x.and_then(|f| f.0);
-    AwsExtra {
-        access_key_id: f(e.access_key_id),
-        arn: f(e.arn),
-        canonical_arn: f(e.canonical_arn),
-        session_name: f(e.session_name),
-        principal_id: f(e.principal_id),
+
+    pub fn entries(&self) -> impl Iterator<Item = ExtraEntry<'_, 'a>> {
+        let mut start = 0usize;
+        self.keys.iter().map(move |(k, end, list)| {
+            let end = *end as usize;
+            let vals = &self.values[start..end];
+            start = end;
+            ExtraEntry {
+                key: k,
+                values: list.then_some(vals),
+            }
+        })
+    }
+
+    /// The aws-iam-authenticator keys (first value of each list that needs no
+    /// unescaping: AWS ids and ARNs never do). A key given twice makes all of them
+    /// absent: a forged event must not choose which copy counts.
+    pub fn aws(&self) -> AwsExtra<'a> {
+        let mut x = AwsExtra::default();
+        let mut seen = [false; 5];
+        for e in self.entries() {
+            let slot = match e.key {
+                "accessKeyId" => 0,
+                "arn" => 1,
+                "canonicalArn" => 2,
+                "sessionName" => 3,
+                "principalId" => 4,
+                _ => continue,
+            };
+            if std::mem::replace(&mut seen[slot], true) {
+                return AwsExtra::default();
+            }
+            let first = e.values.and_then(|v| {
+                v.iter().flatten().find_map(|t| match &t.0 {
+                    Cow::Borrowed(b) => Some(*b),
+                    Cow::Owned(_) => None,
+                })
+            });
+            match slot {
+                0 => x.access_key_id = first,
+                1 => x.arn = first,
+                2 => x.canonical_arn = first,
+                3 => x.session_name = first,
+                _ => x.principal_id = first,
+            }
+        }
+        x
     }
 }
 
-/// First string of a JSON array, borrowed (values with escapes are skipped: AWS ids and
-/// ARNs never need escaping).
-struct First<'a>(Option<&'a str>);
+impl<'de: 'a, 'a> Deserialize<'de> for UserExtra<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ExtraVisitor)
+    }
+}
 
-impl<'de: 'a, 'a> Deserialize<'de> for First<'a> {
+struct ExtraVisitor;
+
+impl<'de> Visitor<'de> for ExtraVisitor {
+    type Value = UserExtra<'de>;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an object of string arrays")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        let mut x = UserExtra {
+            is_map: true,
+            ..Default::default()
+        };
+        while let Some(k) = m.next_key::<Text<'de>>()? {
+            let list = m.next_value_seed(ExtraValue(&mut x.values))?;
+            x.keys.push((k, x.values.len() as u32, list));
+        }
+        Ok(x)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+        while s.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(UserExtra::default())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(UserExtra::default())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(UserExtra::default())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(UserExtra::default())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(UserExtra::default())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(UserExtra::default())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(UserExtra::default())
+    }
+}
+
+/// One value of `user.extra`, appended to the flat list; yields whether it was a list.
+struct ExtraValue<'v, 'a>(&'v mut Vec<Option<Text<'a>>>);
+
+impl<'de: 'a, 'a> DeserializeSeed<'de> for ExtraValue<'_, 'a> {
+    type Value = bool;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de: 'a, 'a> Visitor<'de> for ExtraValue<'_, 'a> {
+    type Value = bool;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of strings")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<bool, A::Error> {
+        let mut open = true;
+        while let Some(v) = s.next_element::<Scalar<'de>>()? {
+            match v {
+                Scalar::Str(t) if open => self.0.push(Some(t)),
+                Scalar::Null if open => self.0.push(None),
+                _ => open = false,
+            }
+        }
+        Ok(true)
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<bool, E> {
+        self.0.push(Some(Text(Cow::Borrowed(v))));
+        Ok(true)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+        self.0.push(Some(Text(Cow::Owned(v.to_owned()))));
+        Ok(true)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<bool, A::Error> {
+        while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
+/// An array element: a string, null, or anything else (skipped).
+enum Scalar<'a> {
+    Str(Text<'a>),
+    Null,
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = First<'de>;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar<'de>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array of strings")
+                f.write_str("a JSON value")
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut first = None;
-                while let Some(v) = seq.next_element::<Text<'de>>()? {
-                    if first.is_none() {
-                        if let Cow::Borrowed(b) = v.0 {
-                            first = Some(b);
-                        }
-                    }
-                }
-                Ok(First(first))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Text(Cow::Borrowed(v))))
             }
-            fn visit_borrowed_str<E: serde::de::Error>(
-                self,
-                v: &'de str,
-            ) -> Result<Self::Value, E> {
-                Ok(First(Some(v)))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Text(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Scalar::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other)
             }
         }
         d.deserialize_any(V)
@@ -288,11 +450,69 @@ mod tests {
             Some("/api/v1/namespaces?limit=500&x=1")
         );
         assert_eq!(e.response_status.as_ref().unwrap().code, Some(200));
-        let x = aws_extra(e.user.as_ref().unwrap().extra);
+        let x = e.user.as_ref().unwrap().extra.as_ref().unwrap().aws();
         assert_eq!(x.access_key_id, Some("ASIAKEY1"));
         assert_eq!(x.session_name, Some("alice@example.com"));
         assert_eq!(x.canonical_arn, Some("arn:aws:iam::111122223333:role/ops"));
         assert!(!unauthenticated(e.user.as_ref().unwrap().groups));
+    }
+
+    fn extra_of(json: &str) -> UserExtra<'_> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn user_extra_is_read_once_into_entries_and_aws_fields() {
+        let x = extra_of(
+            r#"{"accessKeyId":["ASIAKEY1"],"arn":["arn:aws:sts::1:assumed-role/r/s","x"],"other":["a",null,"b"],"bare":"v","num":[1,"after"],"obj":{"k":1},"esc":["a\u0041"]}"#,
+        );
+        assert!(x.is_map());
+        let entries: Vec<(String, Option<Vec<Option<String>>>)> = x
+            .entries()
+            .map(|e| {
+                (
+                    e.key.to_string(),
+                    e.values
+                        .map(|v| v.iter().map(|t| t.as_deref().map(str::to_string)).collect()),
+                )
+            })
+            .collect();
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            entries,
+            vec![
+                ("accessKeyId".into(), Some(vec![s("ASIAKEY1")])),
+                (
+                    "arn".into(),
+                    Some(vec![s("arn:aws:sts::1:assumed-role/r/s"), s("x")])
+                ),
+                ("other".into(), Some(vec![s("a"), None, s("b")])),
+                ("bare".into(), Some(vec![s("v")])),
+                // a list stops at its first element that is not a string
+                ("num".into(), Some(vec![])),
+                ("obj".into(), None),
+                ("esc".into(), Some(vec![s("aA")])),
+            ]
+        );
+        let aws = x.aws();
+        assert_eq!(aws.access_key_id, Some("ASIAKEY1"));
+        assert_eq!(aws.arn, Some("arn:aws:sts::1:assumed-role/r/s"));
+        assert_eq!(aws.session_name, None);
+        // not an object: not a map, no AWS fields
+        for not_map in [r#"["a"]"#, r#""s""#, "1", "null"] {
+            let x = extra_of(not_map);
+            assert!(!x.is_map(), "{not_map}");
+            assert!(x.aws().access_key_id.is_none());
+        }
+    }
+
+    #[test]
+    fn a_duplicated_aws_key_makes_every_aws_field_absent() {
+        // a forged event must not choose which copy of accessKeyId counts
+        let x =
+            extra_of(r#"{"accessKeyId":["ASIAVICTIM"],"arn":["a"],"accessKeyId":["ASIAMINE"]}"#);
+        let aws = x.aws();
+        assert_eq!((aws.access_key_id, aws.arn), (None, None));
     }
 
     #[test]

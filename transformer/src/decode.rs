@@ -16,20 +16,26 @@ use serde::Deserialize;
 /// 3 MB of bombs within the Lambda's memory.
 pub const DEFAULT_MAX_DECOMPRESSED: usize = 32 << 20;
 
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     #[error("not gzip (first bytes {0:02x?})")]
     NotGzip(Vec<u8>),
     #[error("corrupt gzip: {0}")]
-    CorruptGzip(String),
+    CorruptGzip(#[source] std::io::Error),
     #[error("truncated gzip after {0} decompressed bytes")]
     TruncatedGzip(usize),
     #[error("decompressed size exceeds the {0}-byte cap")]
     TooLarge(usize),
-    #[error("envelope {index} is not a CloudWatch Logs subscription envelope: {message}")]
-    Envelope { index: usize, message: String },
+    #[error("envelope {index} is not a CloudWatch Logs subscription envelope: {source}")]
+    Envelope {
+        index: usize,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("no envelope in the record")]
     Empty,
+    #[error("over its account's share ({budget} bytes) of the batch's decompression budget: record kept for a replay (auditlake ingest)")]
+    OverBudget { budget: usize },
 }
 
 /// `messageType`.
@@ -220,9 +226,10 @@ pub fn gunzip(data: &[u8], cap: usize) -> Result<Vec<u8>, DecodeError> {
     }
     // The last member's ISIZE trailer is the (mod 2^32) size of that member: for the
     // usual single member it sizes the buffer exactly, so it never regrows.
+    // (Found by fuzzing: a record shorter than a trailer must not be read past its end.)
     let isize_hint = data
-        .get(data.len().saturating_sub(4)..)
-        .map_or(0, |t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as usize);
+        .last_chunk::<4>()
+        .map_or(0, |t| u32::from_le_bytes(*t) as usize);
     // The trailer is untrusted: never reserve more than deflate can expand to (~1032:1).
     let hint = isize_hint
         .min(data.len().saturating_mul(1032))
@@ -235,7 +242,7 @@ pub fn gunzip(data: &[u8], cap: usize) -> Result<Vec<u8>, DecodeError> {
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             Err(DecodeError::TruncatedGzip(out.len()))
         }
-        Err(e) => Err(DecodeError::CorruptGzip(e.to_string())),
+        Err(e) => Err(DecodeError::CorruptGzip(e)),
     }
 }
 
@@ -260,10 +267,10 @@ pub fn envelopes(json: &[u8]) -> Result<Vec<CwlEnvelope<'_>>, DecodeError> {
     for doc in serde_json::Deserializer::from_slice(json).into_iter::<CwlEnvelope<'_>>() {
         match doc {
             Ok(env) => out.push(env),
-            Err(e) => {
+            Err(source) => {
                 return Err(DecodeError::Envelope {
                     index: out.len(),
-                    message: e.to_string(),
+                    source,
                 })
             }
         }
@@ -272,6 +279,160 @@ pub fn envelopes(json: &[u8]) -> Result<Vec<CwlEnvelope<'_>>, DecodeError> {
         return Err(DecodeError::Empty);
     }
     Ok(out)
+}
+
+/// A decoded record: its decompressed size and its envelopes, detached from the
+/// buffer (which is freed as soon as they are parsed).
+pub type Decoded = Result<(usize, Vec<CwlEnvelope<'static>>), DecodeError>;
+
+/// Records decoded at once. Fixed, so which records fit the batch budget never depends
+/// on the number of cores; small, so at most this many records' buffers are in flight
+/// past the budget.
+pub const DECODE_CHUNK: usize = 4;
+
+/// Stage 1 for one record: gunzip (capped at `cap`; backfills of plain JSON pass
+/// `gzip: false`), then parse and detach its envelopes. The size is returned even when
+/// the envelopes do not parse: decompression is work the batch budget counts.
+pub fn decode_record(data: &[u8], gzip: bool, cap: usize) -> (usize, Decoded) {
+    let buf: Cow<'_, [u8]> = if gzip {
+        match gunzip(data, cap) {
+            Ok(b) => Cow::Owned(b),
+            Err(e) => return (0, Err(e)),
+        }
+    } else if data.len() > cap {
+        return (0, Err(DecodeError::TooLarge(cap)));
+    } else {
+        Cow::Borrowed(data)
+    };
+    let n = buf.len();
+    let envs = envelopes(&buf).map(|v| (n, v.into_iter().map(CwlEnvelope::into_owned).collect()));
+    (n, envs)
+}
+
+/// The envelope `owner` of a record, read from its first bytes: CloudWatch Logs writes
+/// `messageType` and `owner` first, before anything a member account controls (log
+/// group, stream and messages come after), so this cannot be steered by a member. Only
+/// used to share the batch budget fairly; `None` when not found there.
+pub fn peek_owner(data: &[u8], gzip: bool) -> Option<[u8; 12]> {
+    const PEEK: usize = 512;
+    let mut head = [0u8; PEEK];
+    let n = if gzip {
+        let mut d = flate2::read::GzDecoder::new(data);
+        let mut n = 0;
+        while n < PEEK {
+            match d.read(&mut head[n..]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
+        n
+    } else {
+        let n = data.len().min(PEEK);
+        head[..n].copy_from_slice(&data[..n]);
+        n
+    };
+    let head = &head[..n];
+    let at = memchr::memmem::find(head, b"\"owner\":\"")? + 9;
+    let id: [u8; 12] = head.get(at..at + 12)?.try_into().ok()?;
+    (id.iter().all(u8::is_ascii_digit) && head.get(at + 12) == Some(&b'"')).then_some(id)
+}
+
+/// The size a gzip record says it decompresses to (its last member's ISIZE trailer).
+/// Untrusted: used only as a demand when sharing the budget, never to allocate.
+fn claimed_size(data: &[u8], gzip: bool) -> usize {
+    if !gzip {
+        return data.len();
+    }
+    data.last_chunk::<4>()
+        .map_or(0, |t| u32::from_le_bytes(*t) as usize)
+}
+
+/// Max-min fair shares of `budget` among accounts demanding `demand` bytes each: every
+/// account gets its demand if that is at most an equal share of what is left, and the
+/// rest is split equally among the others (water-filling).
+pub fn fair_shares(demand: &[usize], budget: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..demand.len()).collect();
+    order.sort_by_key(|&i| (demand[i], i));
+    let mut share = vec![0; demand.len()];
+    let mut left = budget;
+    for (k, &i) in order.iter().enumerate() {
+        let equal = left / (demand.len() - k);
+        share[i] = demand[i].min(equal);
+        left -= share[i];
+    }
+    share
+}
+
+/// Stage 1 for a batch, in record order, `DECODE_CHUNK` records at a time in parallel.
+/// Each record is capped at `cap` decompressed bytes; the batch at `budget` in all,
+/// shared max-min fairly among the envelope owners (so one account's records cannot
+/// spend what the others need), each owner's share enforced on the bytes its records
+/// really decompress to. A record that does not fit its owner's share fails with
+/// [`DecodeError::OverBudget`] (Firehose keeps it in `errors/`; nothing is lost), and
+/// later records still get what is left.
+pub fn decode_batch<R: Sync>(
+    records: &[R],
+    bytes: impl Fn(&R) -> (&[u8], bool) + Sync,
+    cap: usize,
+    budget: usize,
+) -> Vec<Decoded> {
+    use rayon::prelude::*;
+    use std::collections::HashMap;
+    // owners and their claimed demand (records whose owner is not found share one slot)
+    let owners: Vec<Option<[u8; 12]>> = records
+        .par_iter()
+        .map(|r| {
+            let (d, gz) = bytes(r);
+            peek_owner(d, gz)
+        })
+        .collect();
+    let mut slot_of: HashMap<Option<[u8; 12]>, usize> = HashMap::new();
+    let mut demand: Vec<usize> = Vec::new();
+    let slots: Vec<usize> = records
+        .iter()
+        .zip(&owners)
+        .map(|(r, o)| {
+            let next = slot_of.len();
+            let s = *slot_of.entry(*o).or_insert(next);
+            if s == demand.len() {
+                demand.push(0);
+            }
+            let (d, gz) = bytes(r);
+            demand[s] = demand[s].saturating_add(claimed_size(d, gz).min(cap));
+            s
+        })
+        .collect();
+    let share = fair_shares(&demand, budget);
+    let mut used = vec![0usize; share.len()];
+
+    let mut out = Vec::with_capacity(records.len());
+    for (chunk, chunk_slots) in records.chunks(DECODE_CHUNK).zip(slots.chunks(DECODE_CHUNK)) {
+        // a record larger than what its owner has left cannot fit: stop it there
+        let caps: Vec<usize> = chunk_slots
+            .iter()
+            .map(|&s| cap.min(share[s].saturating_sub(used[s])))
+            .collect();
+        let done: Vec<(usize, Decoded)> = chunk
+            .par_iter()
+            .zip(&caps)
+            .map(|(r, &c)| {
+                let (data, gzip) = bytes(r);
+                decode_record(data, gzip, c)
+            })
+            .collect();
+        for (((n, d), &s), &c) in done.into_iter().zip(chunk_slots).zip(&caps) {
+            let over = DecodeError::OverBudget { budget: share[s] };
+            out.push(match d {
+                Err(DecodeError::TooLarge(_)) if c < cap => Err(over),
+                _ if used[s] + n > share[s] => Err(over),
+                d => {
+                    used[s] += n;
+                    d
+                }
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -322,6 +483,13 @@ mod tests {
     fn bad_records_get_a_precise_error() {
         let cases: Vec<(&str, Vec<u8>, fn(&DecodeError) -> bool)> = vec![
             ("empty", vec![], |e| matches!(e, DecodeError::NotGzip(_))),
+            // found by fuzzing: shorter than a gzip trailer
+            ("magic only", vec![0x1f, 0x8b, 0x06], |e| {
+                matches!(
+                    e,
+                    DecodeError::TruncatedGzip(_) | DecodeError::CorruptGzip(_)
+                )
+            }),
             ("plain json", ENV.as_bytes().to_vec(), |e| {
                 matches!(e, DecodeError::NotGzip(_))
             }),
@@ -376,7 +544,10 @@ mod tests {
                 "{name}"
             );
         }
-        assert_eq!(envelopes(b"  \n").unwrap_err(), DecodeError::Empty);
+        assert!(matches!(
+            envelopes(b"  \n").unwrap_err(),
+            DecodeError::Empty
+        ));
     }
 
     #[test]
@@ -428,11 +599,75 @@ mod tests {
     fn a_decompression_bomb_fails_the_record_not_the_process() {
         let bomb = gz(&vec![b'{'; 8 << 20]); // 8 MiB of '{' compresses to ~8 KiB
         assert!(bomb.len() < 64 << 10);
-        assert_eq!(
+        assert!(matches!(
             gunzip(&bomb, 1 << 20).unwrap_err(),
-            DecodeError::TooLarge(1 << 20)
-        );
+            DecodeError::TooLarge(c) if c == 1 << 20
+        ));
         assert_eq!(gunzip(&bomb, 16 << 20).unwrap().len(), 8 << 20);
+    }
+
+    fn env_of(owner: &str, pad: usize) -> Vec<u8> {
+        let doc = format!(
+            r#"{{"messageType":"DATA_MESSAGE","owner":"{owner}","logGroup":"/aws/eks/a/cluster","logStream":"kube-apiserver-audit-1","logEvents":[{{"id":"1","timestamp":1,"message":"{}"}}]}}"#,
+            "x".repeat(pad)
+        );
+        gz(doc.as_bytes())
+    }
+
+    #[test]
+    fn owners_are_read_from_the_first_bytes_only() {
+        assert_eq!(
+            peek_owner(&env_of("111122223333", 10), true),
+            Some(*b"111122223333")
+        );
+        assert_eq!(peek_owner(ENV.as_bytes(), false), Some(*b"111122223333"));
+        assert_eq!(peek_owner(b"garbage", true), None);
+        assert_eq!(peek_owner(br#"{"owner":"12345"}"#, false), None);
+        // an owner far into the record (after member-controlled bytes) is not read
+        let late = format!(
+            r#"{{"logGroup":"{}","owner":"111122223333"}}"#,
+            "g".repeat(600)
+        );
+        assert_eq!(peek_owner(late.as_bytes(), false), None);
+    }
+
+    #[test]
+    fn fair_shares_give_small_demands_in_full_and_split_the_rest() {
+        assert_eq!(fair_shares(&[10, 1000], 100), vec![10, 90]);
+        assert_eq!(fair_shares(&[1000, 1000], 100), vec![50, 50]);
+        assert_eq!(fair_shares(&[5, 5, 5], 100), vec![5, 5, 5]);
+        assert_eq!(fair_shares(&[], 100), Vec::<usize>::new());
+        assert_eq!(fair_shares(&[60, 30, 1000], 100), vec![35, 30, 35]);
+    }
+
+    #[test]
+    fn one_account_cannot_spend_the_batch_budget_of_the_others() {
+        // a hostile account's large records come first; an honest account's after
+        let big = env_of("666666666666", 1 << 20);
+        let honest = env_of("111122223333", 1000);
+        let mut records = vec![big.clone(); 12];
+        records.extend(vec![honest.clone(); 3]);
+        let out = decode_batch(&records, |r| (r.as_slice(), true), 2 << 20, 4 << 20);
+        let ok: Vec<bool> = out.iter().map(|d| d.is_ok()).collect();
+        // the honest records all fit; the hostile one gets the rest: 3 of its 1 MiB records
+        assert_eq!(ok[12..], [true, true, true]);
+        assert_eq!(ok[..12].iter().filter(|o| **o).count(), 3);
+        assert!(matches!(out[11], Err(DecodeError::OverBudget { .. })));
+        // bombs each under the per-record cap, far over the budget together: each
+        // decompressed at most up to what is left, never beyond
+        let bomb = gz(&vec![b'{'; 1 << 20]);
+        let records = vec![bomb; 64];
+        let out = decode_batch(&records, |r| (r.as_slice(), true), 2 << 20, 8 << 20);
+        assert_eq!(
+            out.iter()
+                .filter(|d| matches!(d, Err(DecodeError::OverBudget { .. })))
+                .count(),
+            56,
+            "8 bombs fit the budget (and fail as envelopes), the rest are over it"
+        );
+        assert!(out[..8]
+            .iter()
+            .all(|d| matches!(d, Err(DecodeError::Envelope { .. }))));
     }
 
     #[test]

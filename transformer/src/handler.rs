@@ -1,20 +1,22 @@
 //! The Firehose handler: one code path from Kinesis record bytes to Parquet objects.
 //!
-//! Pure stages (no I/O, parallel over records or partitions with rayon):
-//! 1. [`decode`](crate::decode): gunzip (capped) and parse the envelopes of each record;
-//! 2. [`extract`]: classify log events, parse audit events and CloudTrail STS events,
-//!    stamp account / cluster / region;
-//! 3. attribution, against a [`SessionIndex`] filled from the batch, the warm cache and
-//!    the session store (the only awaits: concurrent point lookups);
-//! 4. [`encode`](crate::encode): per (dt, account, cluster) partition, sort by event time,
-//!    build Arrow, write Parquet.
+//! [`Handler::process`] reads as the data flow of docs/architecture.md; each stage is a
+//! plain function in the file named after it, and the only I/O (session lookups, object
+//! writes, the session index) happens here, at the top level:
 //!
-//! Then the objects and the new sessions are written; any write error fails the whole
-//! invocation so that Firehose retries the batch. Object keys depend only on the batch's
-//! record ids and the partition, so a retry overwrites.
+//! 1. [`decode`]: gunzip (capped per record and per batch) and parse each record's
+//!    envelopes (parallel);
+//! 2. [`extract`]: stamp, parse and classify audit events; collect STS records (parallel);
+//! 3. index the batch's STS sessions in the store (never replacing an indexed one), then
+//!    [`plan`] what the rows need and [`lookup::fetch`] it from the cache and store;
+//! 4. [`attribute`] every row against the filled index;
+//! 5. [`partition`] rows by (day, account, cluster) and sessions by (day, account)
+//!    (records past the batch's partition budget were failed back in step 2);
+//! 6. [`encode`] each partition as Parquet (parallel);
+//! 7. write the objects. Any write error fails the whole
+//!    invocation so that Firehose retries the batch; object keys depend only on the
+//!    batch's record ids and the partition, so a retry overwrites.
 
-use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -23,20 +25,50 @@ use rayon::prelude::*;
 
 use resolver::awsauth::AwsAuth;
 use resolver::cloudtrail::{self, StsSession};
-use resolver::identity::{Identity, RoleSession};
-use resolver::store::{Cached, SessionCache, SessionStore, StoreError};
-use resolver::{AttributionStatus, AwsExtra, SessionIndex};
+use resolver::store::{Indexed, SessionCache, SessionStore, StoreError};
+use resolver::SessionIndex;
 
-use crate::audit::{self, ParseStatus};
-use crate::decode::{self, CwlEnvelope, DecodeError, MessageType};
-use crate::encode::{self, AuditBuilder, AuditRowRef, EncodeError};
+use crate::decode::{self, DecodeError, Decoded};
+use crate::encode::{self, EncodeError};
+use crate::extract::{self, AuditRow, Extracted};
 use crate::firehose::{FirehoseEvent, FirehoseResponse, FirehoseResponseRecord, RecordResult};
 use crate::lake::{LakeError, ObjectStore};
 use crate::metrics::Metrics;
-use crate::session_store::valid_key_id;
+use crate::partition::{self, Partition};
+use crate::trust::TrustedTrails;
+use crate::{attribute, lookup, plan};
 
-/// Folder used in place of an account id or cluster name that fails validation.
-pub const INVALID: &str = "_invalid_";
+/// What one batch may cost, whatever its records hold (DESIGN 6). Over a budget,
+/// records are failed back to Firehose (kept in `errors/`, replayable) and lookups are
+/// left for the view: nothing is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Decompressed bytes in all, shared max-min fairly among the accounts.
+    pub decompressed: usize,
+    /// Distinct `eks_audit` partitions (objects) per account.
+    pub partitions: usize,
+    /// Session-store requests.
+    pub lookups: usize,
+}
+
+/// 192 MiB: a real 3 MB Firehose batch decompresses to 50-100 MB; this leaves room and
+/// keeps a batch of maximal gzip bombs within a 1769 MB Lambda (measured peak RSS in
+/// BENCHMARKS.md).
+pub const DEFAULT_MAX_BATCH_DECOMPRESSED: usize = 192 << 20;
+/// Per account: a busy account's batch spans a few days of a few dozen clusters.
+pub const DEFAULT_MAX_BATCH_PARTITIONS: usize = 500;
+/// About 2 s of S3 GETs at 32 in flight; real batches need a few dozen.
+pub const DEFAULT_MAX_BATCH_LOOKUPS: usize = 2000;
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            decompressed: DEFAULT_MAX_BATCH_DECOMPRESSED,
+            partitions: DEFAULT_MAX_BATCH_PARTITIONS,
+            lookups: DEFAULT_MAX_BATCH_LOOKUPS,
+        }
+    }
+}
 
 /// Handler settings, read once at start.
 #[derive(Debug, Clone)]
@@ -48,6 +80,9 @@ pub struct HandlerConfig {
     pub max_decompressed: usize,
     /// aws-auth `mapRoles`, to reverse templated usernames.
     pub aws_auth: Option<Arc<AwsAuth>>,
+    /// The only log groups whose CloudTrail STS records are indexed.
+    pub trusted_trails: TrustedTrails,
+    pub budget: Budget,
     /// Warm-cache size (sessions) and how long a miss is remembered.
     pub cache_capacity: usize,
     pub negative_ttl_ms: i64,
@@ -59,6 +94,8 @@ impl Default for HandlerConfig {
             raw_archive: true,
             max_decompressed: decode::DEFAULT_MAX_DECOMPRESSED,
             aws_auth: None,
+            trusted_trails: TrustedTrails::none(),
+            budget: Budget::default(),
             cache_capacity: 100_000,
             negative_ttl_ms: 60_000,
         }
@@ -73,11 +110,11 @@ pub enum HandlerError {
         #[source]
         source: LakeError,
     },
-    #[error("session store: {0}")]
+    #[error(transparent)]
     Sessions(#[from] StoreError),
-    #[error("partition {partition}: {source}")]
+    #[error("encoding {object}: {source}")]
     Encode {
-        partition: String,
+        object: String,
         #[source]
         source: EncodeError,
     },
@@ -110,6 +147,15 @@ pub struct RecordOutcome {
     pub error: Option<String>,
 }
 
+impl RecordOutcome {
+    fn failed(why: String) -> Self {
+        Self {
+            result: RecordResult::ProcessingFailed,
+            error: Some(why),
+        }
+    }
+}
+
 /// The result of a batch: one outcome per record in input order, counts, and the keys
 /// of the objects written.
 #[derive(Debug, Clone)]
@@ -118,255 +164,6 @@ pub struct BatchOutput {
     pub metrics: Metrics,
     pub objects: Vec<String>,
 }
-
-// ---- stage 2: extraction ----------------------------------------------------------------
-
-/// Stamps shared by every event of an envelope.
-#[derive(Debug, Clone, Copy)]
-pub struct Stamp<'a> {
-    pub account_id: &'a str,
-    pub account_folder: &'a str,
-    pub cluster: &'a str,
-    pub log_group: &'a str,
-    pub log_stream: &'a str,
-}
-
-/// One `eks_audit` row before attribution.
-#[derive(Debug)]
-pub struct AuditRow<'a> {
-    pub stamp: Stamp<'a>,
-    pub cwl_id: &'a str,
-    pub region: Option<&'a str>,
-    pub event_ms: i64,
-    pub parsed: audit::Parsed<'a>,
-    pub raw_message: Option<&'a str>,
-    pub extra: AwsExtra<'a>,
-    pub identity: Identity<'a>,
-}
-
-impl AuditRow<'_> {
-    fn username(&self) -> Option<&str> {
-        self.parsed
-            .event
-            .user
-            .as_ref()
-            .and_then(|u| u.username.as_deref())
-    }
-}
-
-/// What stage 2 produced for one record.
-#[derive(Debug, Default)]
-pub struct Extracted<'a> {
-    pub rows: Vec<AuditRow<'a>>,
-    pub sessions: Vec<StsSession>,
-    pub metrics: Metrics,
-    /// Every envelope was a control message.
-    pub control_only: bool,
-}
-
-/// EKS cluster names: `[0-9A-Za-z][A-Za-z0-9_-]{0,99}`.
-pub fn valid_cluster(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 100
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
-}
-
-/// `/aws/eks/<cluster>/cluster` -> `Some(cluster)` (the raw part, validated later).
-pub fn eks_cluster_of(log_group: &str) -> Option<&str> {
-    log_group
-        .strip_prefix("/aws/eks/")
-        .and_then(|r| r.strip_suffix("/cluster"))
-}
-
-/// Classify and parse every log event of a record's envelopes.
-pub fn extract<'a>(
-    envelopes: &'a [CwlEnvelope<'a>],
-    default_region: Option<&'a str>,
-    aws_auth: Option<&'a AwsAuth>,
-) -> Extracted<'a> {
-    let mut out = Extracted {
-        control_only: true,
-        ..Default::default()
-    };
-    for env in envelopes {
-        if env.message_type == MessageType::Control {
-            continue;
-        }
-        out.control_only = false;
-        let owner: &str = &env.owner;
-        let account_folder = if resolver::arn::is_account_id(owner) {
-            owner
-        } else {
-            INVALID
-        };
-        out.metrics.log_events += env.log_events.len() as u64;
-        match eks_cluster_of(&env.log_group) {
-            Some(cluster) => {
-                if !env.log_stream.starts_with("kube-apiserver-audit") {
-                    // authenticator, scheduler, controller manager: kept in raw/ only
-                    out.metrics.skipped += env.log_events.len() as u64;
-                    continue;
-                }
-                let stamp = Stamp {
-                    account_id: owner,
-                    account_folder,
-                    cluster: if valid_cluster(cluster) {
-                        cluster
-                    } else {
-                        INVALID
-                    },
-                    log_group: &env.log_group,
-                    log_stream: &env.log_stream,
-                };
-                out.rows.reserve(env.log_events.len());
-                for ev in &env.log_events {
-                    let row = audit_row(stamp, ev, default_region, aws_auth);
-                    match row.parsed.status {
-                        ParseStatus::Ok => {}
-                        ParseStatus::Truncated => out.metrics.truncated += 1,
-                        ParseStatus::Invalid => out.metrics.invalid += 1,
-                    }
-                    out.rows.push(row);
-                }
-            }
-            None => {
-                // The org trail's log group (or anything else subscribed by mistake).
-                for ev in &env.log_events {
-                    match cloudtrail::parse_event(ev.message.as_bytes()) {
-                        Ok(cloudtrail::Parsed::Sts(s)) => {
-                            let mut s = *s;
-                            if s.recipient_account_id.is_none() {
-                                s.recipient_account_id = Some(owner.to_string());
-                            }
-                            out.sessions.push(s);
-                        }
-                        _ => out.metrics.skipped += 1,
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-fn audit_row<'a>(
-    stamp: Stamp<'a>,
-    ev: &'a decode::CwlLogEvent<'a>,
-    default_region: Option<&'a str>,
-    aws_auth: Option<&'a AwsAuth>,
-) -> AuditRow<'a> {
-    let parsed = audit::parse(&ev.message);
-    let event_ms = parsed
-        .event
-        .request_received_timestamp
-        .as_deref()
-        .and_then(resolver::time::parse_rfc3339_ms)
-        .unwrap_or(ev.timestamp);
-    let user = parsed.event.user.as_ref();
-    let mut extra = audit::aws_extra(user.and_then(|u| u.extra));
-    if extra.access_key_id.is_none() {
-        extra.access_key_id = parsed.recovered_key;
-    }
-    let region = ev
-        .extracted_fields
-        .as_ref()
-        .and_then(|f| f.region.as_deref())
-        .or(default_region);
-    let raw_message = (parsed.status != ParseStatus::Ok).then_some(&*ev.message);
-    // Identity borrows from `parsed`, which moves into the row: classify from the
-    // message-borrowed strings only.
-    let username: Option<&'a str> = match user.and_then(|u| u.username.as_ref()) {
-        Some(t) => match &t.0 {
-            Cow::Borrowed(b) => Some(b),
-            // An escaped username (rare): classification uses the extra fields only.
-            Cow::Owned(_) => None,
-        },
-        None => None,
-    };
-    let unauth = audit::unauthenticated(user.and_then(|u| u.groups));
-    let identity = resolver::classify(username, unauth, &extra, aws_auth);
-    AuditRow {
-        stamp,
-        cwl_id: &ev.id,
-        region,
-        event_ms,
-        parsed,
-        raw_message,
-        extra,
-        identity,
-    }
-}
-
-/// The partition a row belongs to: (day, account folder, cluster).
-type PartKey<'a> = (i64, &'a str, &'a str);
-
-fn part_key<'a>(r: &AuditRow<'a>) -> PartKey<'a> {
-    (
-        r.event_ms.div_euclid(86_400_000),
-        r.stamp.account_folder,
-        r.stamp.cluster,
-    )
-}
-
-/// A stable fingerprint of a batch: its record ids. A Firehose retry carries the same
-/// ids, so it gets the same object keys and overwrites.
-pub fn batch_fingerprint<'a>(ids: impl Iterator<Item = &'a str>) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for id in ids {
-        h.update(id.as_bytes());
-        h.update(b"\n");
-    }
-    h.digest()
-}
-
-fn object_key(table: &str, fingerprint: u64, day: i64, folders: &[&str]) -> String {
-    let dt = resolver::time::utc_date(day * 86_400_000);
-    let mut path = format!("{table}/dt={dt}");
-    for f in folders {
-        path.push('/');
-        path.push_str(f);
-    }
-    let h = xxhash_rust::xxh3::xxh3_64_with_seed(path.as_bytes(), fingerprint);
-    format!("{path}/part-{h:016x}.parquet")
-}
-
-/// What stage 3 must fetch before attribution.
-#[derive(Debug, Default)]
-struct Wanted {
-    keys: HashSet<String>,
-    /// (role, munged session) -> (earliest, latest) event time.
-    role_sessions: HashMap<(String, String), (i64, i64)>,
-}
-
-fn wanted(rows: &[AuditRow<'_>]) -> Wanted {
-    let mut w = Wanted::default();
-    for r in rows {
-        match &r.identity {
-            Identity::AccessKey { key } => {
-                if !w.keys.contains(key.as_ref()) {
-                    w.keys.insert(key.to_string());
-                }
-            }
-            Identity::SessionName { candidates } => {
-                for RoleSession { role, munged, .. } in candidates {
-                    let e = w
-                        .role_sessions
-                        .entry((role.clone(), munged.to_string()))
-                        .or_insert((r.event_ms, r.event_ms));
-                    e.0 = e.0.min(r.event_ms);
-                    e.1 = e.1.max(r.event_ms);
-                }
-            }
-            _ => {}
-        }
-    }
-    w
-}
-
-// ---- the handler ------------------------------------------------------------------------
 
 /// The handler: configuration, the lake, the session store and the warm cache. Built
 /// once per process and reused across invocations.
@@ -399,31 +196,25 @@ impl<O: ObjectStore, S: SessionStore> Handler<O, S> {
         now_ms: i64,
     ) -> Result<(FirehoseResponse, BatchOutput), HandlerError> {
         let b64 = base64::engine::general_purpose::STANDARD;
-        let mut inputs = Vec::with_capacity(event.records.len());
         let mut bad_b64 = Vec::new();
-        for (i, r) in event.records.iter().enumerate() {
-            match b64.decode(r.data.as_bytes()) {
-                Ok(data) => inputs.push(InputRecord::gzip(r.record_id.clone(), data)),
-                Err(e) => {
-                    bad_b64.push((i, e.to_string()));
-                    inputs.push(InputRecord::gzip(r.record_id.clone(), Vec::new()));
-                }
-            }
-        }
+        let inputs: Vec<InputRecord> = event
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let data = b64.decode(r.data.as_bytes()).unwrap_or_else(|e| {
+                    bad_b64.push((i, format!("data is not base64: {e}")));
+                    Vec::new()
+                });
+                InputRecord::gzip(r.record_id.clone(), data)
+            })
+            .collect();
         let mut out = self
             .process(&inputs, event.region.as_deref(), now_ms)
             .await?;
         for (i, why) in bad_b64 {
-            let o = &mut out.outcomes[i];
-            if o.result != RecordResult::ProcessingFailed {
-                out.metrics.records_failed += 1;
-                out.metrics.records_ok -= u64::from(o.result == RecordResult::Ok);
-                out.metrics.records_dropped -= u64::from(o.result == RecordResult::Dropped);
-            }
-            *o = RecordOutcome {
-                result: RecordResult::ProcessingFailed,
-                error: Some(format!("data is not base64: {why}")),
-            };
+            // an empty record already failed as "not gzip"; say why it was empty
+            out.outcomes[i] = RecordOutcome::failed(why);
         }
         let records = event
             .records
@@ -448,60 +239,165 @@ impl<O: ObjectStore, S: SessionStore> Handler<O, S> {
         region: Option<&str>,
         now_ms: i64,
     ) -> Result<BatchOutput, HandlerError> {
-        let cap = self.config.max_decompressed;
-        let mut metrics = Metrics {
-            records_in: records.len() as u64,
-            bytes_in: records.iter().map(|r| r.data.len() as u64).sum(),
-            ..Default::default()
-        };
+        let mut metrics = Metrics::for_input(records.iter().map(|r| r.data.len()));
 
-        // Stage 1: gunzip and parse envelopes, in parallel; each decompressed buffer is
-        // freed as soon as its envelopes are detached from it.
-        let decoded: Vec<(usize, Result<Vec<CwlEnvelope<'static>>, DecodeError>)> = records
+        // 1-2. decode (within the batch budget) and extract, in parallel over records
+        let decoded: Vec<Decoded> = decode::decode_batch(
+            records,
+            |r| (&r.data, r.gzip),
+            self.config.max_decompressed,
+            self.config.budget.decompressed,
+        );
+        let (outcomes, rows, sessions) = self.extract(&decoded, region, &mut metrics);
+
+        // 3. index this batch's STS sessions (never replacing what the store holds),
+        // then fetch what the rows still need from the cache and the store
+        let sessions: Vec<Arc<StsSession>> = cloudtrail::dedup(sessions)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        metrics.sts_sessions = sessions.len() as u64;
+        let mut index = self.index_sessions(&sessions, &mut metrics).await?;
+        let plan = plan::plan(&rows);
+        let budget = self.config.budget.lookups;
+        let fetched = lookup::fetch(
+            &self.sessions,
+            &self.cache,
+            &plan,
+            &mut index,
+            now_ms,
+            budget,
+        )
+        .await?;
+        metrics.session_lookups += fetched.lookups;
+        metrics.session_lookups_over_budget = fetched.over_budget;
+        index.finalize();
+
+        // 4. attribute
+        let attributions = attribute::attribute(&index, &rows, &mut metrics);
+        metrics.events_written = rows.len() as u64;
+
+        // 5-6. partition and encode
+        let fingerprint = partition::batch_fingerprint(records.iter().map(|r| &*r.record_id));
+        let objects = encode_all(&rows, &attributions, &sessions, fingerprint, now_ms)?;
+
+        // 7. write the Parquet objects (the session index was written in step 3)
+        metrics.objects_written = objects.len() as u64;
+        metrics.bytes_written = objects.iter().map(|(_, b)| b.len() as u64).sum();
+        let keys = self.write(objects).await?;
+        Ok(BatchOutput {
+            outcomes,
+            metrics,
+            objects: keys,
+        })
+    }
+
+    /// Step 2 over the decoded records, in parallel; then each record's outcome.
+    fn extract<'a>(
+        &'a self,
+        decoded: &'a [Decoded],
+        region: Option<&'a str>,
+        metrics: &mut Metrics,
+    ) -> (Vec<RecordOutcome>, Vec<AuditRow<'a>>, Vec<StsSession>) {
+        let cx = extract::Context {
+            default_region: region,
+            aws_auth: self.config.aws_auth.as_deref(),
+            trusted_trails: &self.config.trusted_trails,
+        };
+        let extracted: Vec<Result<(usize, Extracted<'a>), &DecodeError>> = decoded
             .par_iter()
-            .map(|r| {
-                let buf = if r.gzip {
-                    decode::gunzip(&r.data, cap).map(Cow::Owned)
-                } else if r.data.len() > cap {
-                    Err(DecodeError::TooLarge(cap))
-                } else {
-                    Ok(Cow::Borrowed(r.data.as_slice()))
-                };
-                match buf {
-                    Ok(b) => (
-                        b.len(),
-                        decode::envelopes(&b)
-                            .map(|v| v.into_iter().map(CwlEnvelope::into_owned).collect()),
-                    ),
-                    Err(e) => (0, Err(e)),
-                }
+            .map(|d| match d {
+                Ok((n, envs)) => Ok((*n, extract::extract(envs, cx))),
+                Err(e) => Err(e),
             })
             .collect();
-        metrics.bytes_decompressed = decoded.iter().map(|(n, _)| *n as u64).sum();
-        let envelopes: Vec<Result<Vec<CwlEnvelope<'static>>, DecodeError>> =
-            decoded.into_iter().map(|(_, e)| e).collect();
+        self.merge(extracted, metrics)
+    }
 
-        // Stage 2: extract rows and sessions, in parallel.
-        let aws_auth = self.config.aws_auth.as_deref();
-        let extracted: Vec<Option<Extracted<'_>>> = envelopes
-            .par_iter()
-            .map(|e| e.as_ref().ok().map(|envs| extract(envs, region, aws_auth)))
-            .collect();
-
-        let mut outcomes = Vec::with_capacity(records.len());
-        let mut rows: Vec<AuditRow<'_>> = Vec::new();
-        let mut sessions: Vec<StsSession> = Vec::new();
-        for (env, ex) in envelopes.iter().zip(extracted) {
-            match (env, ex) {
-                (Err(e), _) => {
-                    metrics.records_failed += 1;
-                    outcomes.push(RecordOutcome {
-                        result: RecordResult::ProcessingFailed,
-                        error: Some(e.to_string()),
-                    });
+    /// Write the batch's sessions to the store, each key once and never over a
+    /// different indexed record, and build the batch's index from the outcome: where
+    /// the store already held another record for a key, that record is used and the
+    /// new one is counted as a conflict. Written before attribution, so a retried batch
+    /// finds its own sessions (`Same`) and attributes the same way.
+    async fn index_sessions(
+        &self,
+        sessions: &[Arc<StsSession>],
+        metrics: &mut Metrics,
+    ) -> Result<SessionIndex, HandlerError> {
+        // in the batch: the first record for a key is the one written; the others for
+        // that key are compared, after the write, with whatever then holds the key
+        let mut first: std::collections::HashMap<&str, usize> = Default::default();
+        let mut to_store: Vec<Arc<StsSession>> = Vec::with_capacity(sessions.len());
+        let mut later: Vec<(usize, &Arc<StsSession>)> = Vec::new();
+        for s in sessions {
+            match resolver::store::indexable(s) {
+                Some(k) => match first.get(k) {
+                    Some(&i) => later.push((i, s)),
+                    None => {
+                        first.insert(k, to_store.len());
+                        to_store.push(s.clone());
+                    }
+                },
+                None => to_store.push(s.clone()),
+            }
+        }
+        let outcomes = self.sessions.put(&to_store).await?;
+        let mut index = SessionIndex::new();
+        let mut held: Vec<Arc<StsSession>> = Vec::with_capacity(to_store.len());
+        {
+            let mut cache = lookup::lock(&self.cache);
+            for (s, o) in to_store.into_iter().zip(outcomes) {
+                let h = match o {
+                    Indexed::Conflict(old) => {
+                        metrics.sts_conflicts += 1;
+                        Arc::new(*old)
+                    }
+                    _ => s,
+                };
+                if h.issued() {
+                    cache.put_hit(h.clone());
                 }
-                (Ok(_), Some(ex)) => {
-                    metrics += ex.metrics;
+                index.insert(h.clone());
+                held.push(h);
+            }
+        }
+        for (i, s) in later {
+            if !cloudtrail::same_call(&held[i], s) {
+                metrics.sts_conflicts += 1;
+            }
+        }
+        Ok(index)
+    }
+
+    /// Each record's outcome, and the rows and sessions of the records that decoded
+    /// and fit the batch's partition budget.
+    fn merge<'a>(
+        &self,
+        extracted: Vec<Result<(usize, Extracted<'a>), &DecodeError>>,
+        metrics: &mut Metrics,
+    ) -> (Vec<RecordOutcome>, Vec<AuditRow<'a>>, Vec<StsSession>) {
+        let over = partition::over_partition_budget(
+            extracted
+                .iter()
+                .map(|e| e.as_ref().map_or(&[][..], |(_, x)| x.rows.as_slice())),
+            self.config.budget.partitions,
+        );
+        let mut outcomes = Vec::with_capacity(extracted.len());
+        let mut rows = Vec::new();
+        let mut sessions = Vec::new();
+        for (ex, over) in extracted.into_iter().zip(over) {
+            match ex {
+                Ok(_) if over => {
+                    metrics.records_failed += 1;
+                    metrics.records_over_budget += 1;
+                    outcomes.push(RecordOutcome::failed(format!(
+                        "its account's partition budget ({} per batch) is spent: record kept for a replay (auditlake ingest)",
+                        self.config.budget.partitions
+                    )));
+                }
+                Ok((n, ex)) => {
+                    metrics.bytes_decompressed += n as u64;
+                    *metrics += ex.metrics;
                     let result = if ex.control_only || !self.config.raw_archive {
                         metrics.records_dropped += 1;
                         RecordResult::Dropped
@@ -516,105 +412,20 @@ impl<O: ObjectStore, S: SessionStore> Handler<O, S> {
                     rows.extend(ex.rows);
                     sessions.extend(ex.sessions);
                 }
-                (Ok(_), None) => unreachable!("extracted exactly when decoded"),
+                Err(e) => {
+                    metrics.records_failed += 1;
+                    if matches!(e, DecodeError::OverBudget { .. }) {
+                        metrics.records_over_budget += 1;
+                    }
+                    outcomes.push(RecordOutcome::failed(e.to_string()));
+                }
             }
         }
+        (outcomes, rows, sessions)
+    }
 
-        // Stage 3: sessions of this batch first, then the cache and the store.
-        let sessions: Vec<Arc<StsSession>> = cloudtrail::dedup(sessions)
-            .into_iter()
-            .map(Arc::new)
-            .collect();
-        metrics.sts_sessions = sessions.len() as u64;
-        let mut index = SessionIndex::new();
-        for s in &sessions {
-            index.insert(s.clone());
-        }
-        metrics.session_lookups = self.fill_index(&mut index, &rows, now_ms).await?;
-        index.finalize();
-
-        // Stage 4: partitions -> sorted Arrow -> Parquet, in parallel.
-        let fingerprint = batch_fingerprint(records.iter().map(|r| r.record_id.as_str()));
-        let mut parts: HashMap<PartKey<'_>, Vec<&AuditRow<'_>>> = HashMap::new();
-        for r in &rows {
-            parts.entry(part_key(r)).or_default().push(r);
-        }
-        let event_time_col = schemas::column_index(schemas::EKS_AUDIT, "event_time").unwrap_or(0);
-        let encoded: Vec<Result<(String, Vec<u8>, Metrics), HandlerError>> = parts
-            .into_par_iter()
-            .map(|((day, account, cluster), mut prow)| {
-                prow.sort_by_key(|r| r.event_ms);
-                let key = object_key("eks_audit", fingerprint, day, &[account, cluster]);
-                let mut b = AuditBuilder::new();
-                let mut m = Metrics::default();
-                for r in &prow {
-                    let a = index.attribute(&r.identity, r.username(), r.event_ms);
-                    match a.status {
-                        AttributionStatus::Resolved => m.attribution_resolved += 1,
-                        AttributionStatus::Pending => m.attribution_pending += 1,
-                        AttributionStatus::Ambiguous => m.attribution_ambiguous += 1,
-                        AttributionStatus::NotApplicable => m.attribution_not_applicable += 1,
-                    }
-                    b.append(&AuditRowRef {
-                        account_id: r.stamp.account_id,
-                        region: r.region,
-                        cluster: r.stamp.cluster,
-                        log_group: r.stamp.log_group,
-                        log_stream: r.stamp.log_stream,
-                        cwl_event_id: r.cwl_id,
-                        ingest_ms: now_ms,
-                        event_ms: r.event_ms,
-                        event: &r.parsed.event,
-                        parse_status: r.parsed.status,
-                        raw_message: r.raw_message,
-                        extra: &r.extra,
-                        attribution: &a,
-                    });
-                }
-                m.events_written = prow.len() as u64;
-                let enc = |source| HandlerError::Encode {
-                    partition: key.clone(),
-                    source,
-                };
-                let batch = b.finish().map_err(enc)?;
-                let bytes = encode::to_parquet("eks_audit", &batch, event_time_col).map_err(enc)?;
-                Ok((key, bytes, m))
-            })
-            .collect();
-
-        let mut objects: Vec<(String, Vec<u8>)> = Vec::new();
-        for e in encoded {
-            let (k, b, m) = e?;
-            metrics += m;
-            objects.push((k, b));
-        }
-
-        // sts_sessions partitions: (day, account)
-        let mut sts_parts: HashMap<(i64, &str), Vec<&StsSession>> = HashMap::new();
-        for s in &sessions {
-            let acct = s.account().unwrap_or(INVALID);
-            sts_parts
-                .entry((s.event_time_ms.div_euclid(86_400_000), acct))
-                .or_default()
-                .push(s);
-        }
-        let sts_time_col = schemas::column_index(schemas::STS_SESSIONS, "event_time").unwrap_or(0);
-        for ((day, acct), mut v) in sts_parts {
-            v.sort_by_key(|s| s.event_time_ms);
-            let key = object_key("sts_sessions", fingerprint, day, &[acct]);
-            let enc = |source| HandlerError::Encode {
-                partition: key.clone(),
-                source,
-            };
-            let batch = encode::sts_batch(&v).map_err(enc)?;
-            let bytes = encode::to_parquet("sts_sessions", &batch, sts_time_col).map_err(enc)?;
-            objects.push((key, bytes));
-        }
-        objects.sort_by(|a, b| a.0.cmp(&b.0));
-
-        // Writes: Parquet objects and the session index. Any failure fails the batch.
-        metrics.objects_written = objects.len() as u64;
-        metrics.bytes_written = objects.iter().map(|(_, b)| b.len() as u64).sum();
+    /// Write every object (concurrently); any failure fails the batch.
+    async fn write(&self, objects: Vec<(String, Vec<u8>)>) -> Result<Vec<String>, HandlerError> {
         let keys: Vec<String> = objects.iter().map(|(k, _)| k.clone()).collect();
         let lake = &self.lake;
         stream::iter(objects)
@@ -627,165 +438,44 @@ impl<O: ObjectStore, S: SessionStore> Handler<O, S> {
             .buffer_unordered(16)
             .try_collect::<Vec<()>>()
             .await?;
-        self.sessions.put(&sessions).await?;
-        if let Ok(mut c) = self.cache.lock() {
-            for s in &sessions {
-                if s.issued() {
-                    c.put_hit(s.clone());
-                }
-            }
-        }
-        Ok(BatchOutput {
-            outcomes,
-            metrics,
-            objects: keys,
-        })
-    }
-
-    /// Fetch what the batch needs from the cache and the store: the sessions behind the
-    /// audit events' access keys, each link of their role chains, and sessions by name.
-    /// Returns the number of store lookups.
-    async fn fill_index(
-        &self,
-        index: &mut SessionIndex,
-        rows: &[AuditRow<'_>],
-        now_ms: i64,
-    ) -> Result<u64, StoreError> {
-        let want = wanted(rows);
-        let mut lookups = 0u64;
-        let mut roots: Vec<String> = want.keys.into_iter().collect();
-        let mut tried: HashSet<String> = HashSet::new();
-
-        // Sessions by role + name (older clusters): one listing per pair.
-        let rs: Vec<((String, String), (i64, i64))> = want.role_sessions.into_iter().collect();
-        let found: Vec<Vec<StsSession>> = stream::iter(rs.iter())
-            .map(|((role, munged), (lo, hi))| {
-                // issued up to 12 h (the longest role session) before the first event
-                self.sessions.find_by_role_session(
-                    role,
-                    munged,
-                    lo - 12 * 3_600_000 - resolver::attribute::LIFETIME_SKEW_AFTER_MS,
-                    hi + resolver::attribute::LIFETIME_SKEW_BEFORE_MS,
-                )
-            })
-            .buffer_unordered(crate::session_store::CONCURRENCY)
-            .try_collect()
-            .await?;
-        lookups += rs.len() as u64;
-        for s in found.into_iter().flatten() {
-            if let Some(k) = s.access_key_id.clone() {
-                roots.push(k);
-            }
-            index.insert(Arc::new(s));
-        }
-
-        for _ in 0..resolver::attribute::MAX_CHAIN_DEPTH {
-            let mut fetch: Vec<String> = Vec::new();
-            {
-                let cache = self.cache.lock().expect("cache poisoned");
-                let mut seen = HashSet::new();
-                for root in &roots {
-                    let Some(missing) = index.missing_link(root) else {
-                        continue;
-                    };
-                    if tried.contains(&missing) || !seen.insert(missing.clone()) {
-                        continue;
-                    }
-                    match cache.lookup(&missing, now_ms) {
-                        Cached::Hit(s) => {
-                            index.insert(s);
-                        }
-                        Cached::RecentMiss => {
-                            tried.insert(missing);
-                        }
-                        Cached::Unknown => {
-                            if valid_key_id(&missing) {
-                                fetch.push(missing);
-                            } else {
-                                tried.insert(missing);
-                            }
-                        }
-                    }
-                }
-            }
-            if fetch.is_empty() {
-                // cache hits may have revealed new links: go round again if so
-                if roots
-                    .iter()
-                    .filter_map(|r| index.missing_link(r))
-                    .all(|m| tried.contains(&m))
-                {
-                    break;
-                }
-                continue;
-            }
-            lookups += fetch.len() as u64;
-            let got: Vec<(String, Option<StsSession>)> = stream::iter(fetch.into_iter())
-                .map(|k| async move {
-                    let s = self.sessions.get(&k).await?;
-                    Ok::<_, StoreError>((k, s))
-                })
-                .buffer_unordered(crate::session_store::CONCURRENCY)
-                .try_collect()
-                .await?;
-            let mut cache = self.cache.lock().expect("cache poisoned");
-            for (k, s) in got {
-                tried.insert(k.clone());
-                match s {
-                    Some(s) => {
-                        let s = Arc::new(s);
-                        cache.put_hit(s.clone());
-                        index.insert(s);
-                    }
-                    None => cache.put_miss(k, now_ms),
-                }
-            }
-        }
-        Ok(lookups)
+        Ok(keys)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cluster_names_follow_eks_rules() {
-        for ok in ["prod-east", "a", "Prod_1", &"x".repeat(100)] {
-            assert!(valid_cluster(ok), "{ok}");
-        }
-        for bad in [
-            "",
-            "-lead",
-            "_lead",
-            "has space",
-            "a/b",
-            "..",
-            "x.y",
-            &"x".repeat(101),
-        ] {
-            assert!(!valid_cluster(bad), "{bad}");
-        }
-        assert_eq!(
-            eks_cluster_of("/aws/eks/prod-east/cluster"),
-            Some("prod-east")
-        );
-        assert_eq!(eks_cluster_of("/aws/eks/../../x/cluster"), Some("../../x"));
-        assert_eq!(eks_cluster_of("aws-cloudtrail-logs"), None);
+/// Steps 5-6: every `eks_audit` partition (in parallel) and `sts_sessions` partition as
+/// a Parquet object, in key order.
+fn encode_all(
+    rows: &[AuditRow<'_>],
+    attributions: &[std::borrow::Cow<'_, resolver::Attribution<'_>>],
+    sessions: &[Arc<StsSession>],
+    fingerprint: u64,
+    now_ms: i64,
+) -> Result<Vec<(String, Vec<u8>)>, HandlerError> {
+    let mut objects: Vec<(String, Vec<u8>)> = partition::audit_partitions(rows, fingerprint)
+        .into_par_iter()
+        .map(|p| {
+            encoded(p, |pos| {
+                encode::audit_parquet(rows, attributions, pos, now_ms)
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    for p in partition::sts_partitions(sessions, fingerprint) {
+        let part: Vec<&StsSession> = p.rows.iter().map(|&i| &*sessions[i]).collect();
+        objects.push(encoded(p, |_| encode::sts_parquet(&part))?);
     }
+    Ok(objects)
+}
 
-    #[test]
-    fn object_keys_are_deterministic_per_batch_and_partition() {
-        let f1 = batch_fingerprint(["a", "b"].into_iter());
-        let f2 = batch_fingerprint(["a", "c"].into_iter());
-        let k = |f| object_key("eks_audit", f, 20053, &["111122223333", "prod"]);
-        assert_eq!(k(f1), k(f1));
-        assert_ne!(k(f1), k(f2));
-        assert!(k(f1).starts_with("eks_audit/dt=2024-11-26/111122223333/prod/part-"));
-        assert!(k(f1).ends_with(".parquet"));
-        assert_ne!(
-            object_key("eks_audit", f1, 20053, &["111122223333", "a"]),
-            object_key("eks_audit", f1, 20053, &["111122223333", "b"])
-        );
+/// Encode one partition, naming its object in the error.
+fn encoded(
+    p: Partition,
+    f: impl FnOnce(&[usize]) -> Result<Vec<u8>, EncodeError>,
+) -> Result<(String, Vec<u8>), HandlerError> {
+    match f(&p.rows) {
+        Ok(b) => Ok((p.key, b)),
+        Err(source) => Err(HandlerError::Encode {
+            object: p.key,
+            source,
+        }),
     }
 }

@@ -1,6 +1,7 @@
 //! Where objects go: a local directory, S3, or memory (tests).
 //!
-//! One small async capability trait, [`ObjectStore`], with three implementations. Keys
+//! One small async capability trait, [`ObjectStore`]: a local directory and memory here,
+//! S3 in the `auditlake` shell crate; all pass the same contract tests. Keys
 //! are `/`-separated and relative to the lake root; every key the handler builds is
 //! deterministic for a batch, so a retried batch overwrites instead of duplicating.
 
@@ -9,23 +10,59 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// What an object-store call was doing when it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LakeOp {
+    Put,
+    Get,
+    List,
+    Delete,
+}
+
+impl std::fmt::Display for LakeOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Put => "put",
+            Self::Get => "get",
+            Self::List => "list",
+            Self::Delete => "delete",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
-    #[error("{op} {location}: {message}")]
+    #[error("{op} {location}: {source}")]
     Io {
-        op: &'static str,
+        op: LakeOp,
         location: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A remote store (S3) refused or failed; `source` is the SDK's error.
+    #[error("{op} {location}: {message}")]
+    Service {
+        op: LakeOp,
+        location: String,
+        /// One line for people (service, operation, error code).
         message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("invalid object key {0:?}")]
     BadKey(String),
-    #[error("invalid lake URI {uri:?}: {why}")]
-    BadUri { uri: String, why: &'static str },
 }
 
 /// Put, get and list objects under a lake root.
 pub trait ObjectStore: Send + Sync {
     fn put(&self, key: &str, body: Vec<u8>) -> impl Future<Output = Result<(), LakeError>> + Send;
+    /// Create `key` only if no object has it: `Ok(true)` when written, `Ok(false)` when
+    /// an object already exists (it is left as it is). S3: `If-None-Match: *`.
+    fn put_if_absent(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<bool, LakeError>> + Send;
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, LakeError>> + Send;
     /// Keys under `prefix` (recursive), sorted.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, LakeError>> + Send;
@@ -35,7 +72,7 @@ pub trait ObjectStore: Send + Sync {
 
 /// Keys come partly from untrusted input (account, cluster); they are validated when
 /// built, and checked again here so no key can leave the lake root.
-fn check_key(key: &str) -> Result<(), LakeError> {
+pub fn check_key(key: &str) -> Result<(), LakeError> {
     if key.is_empty()
         || key.starts_with('/')
         || key
@@ -64,11 +101,11 @@ impl LocalDir {
     }
 }
 
-fn io_err(op: &'static str, p: &Path, e: std::io::Error) -> LakeError {
+fn io_err(op: LakeOp, p: &Path, source: std::io::Error) -> LakeError {
     LakeError::Io {
         op,
         location: p.display().to_string(),
-        message: e.to_string(),
+        source,
     }
 }
 
@@ -77,15 +114,37 @@ impl ObjectStore for LocalDir {
         check_key(key)?;
         let path = self.root.join(key);
         let dir = path.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(dir).map_err(|e| io_err("create", dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| io_err(LakeOp::Put, dir, e))?;
         // write then rename: a reader never sees half a Parquet file
         let tmp = dir.join(format!(
             ".{}.tmp{}",
             path.file_name().and_then(|n| n.to_str()).unwrap_or("o"),
             std::process::id()
         ));
-        std::fs::write(&tmp, &body).map_err(|e| io_err("write", &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io_err("rename", &path, e))
+        std::fs::write(&tmp, &body).map_err(|e| io_err(LakeOp::Put, &tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io_err(LakeOp::Put, &path, e))
+    }
+
+    async fn put_if_absent(&self, key: &str, body: Vec<u8>) -> Result<bool, LakeError> {
+        check_key(key)?;
+        let path = self.root.join(key);
+        let dir = path.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(dir).map_err(|e| io_err(LakeOp::Put, dir, e))?;
+        let tmp = dir.join(format!(
+            ".{}.new{}",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("o"),
+            std::process::id()
+        ));
+        std::fs::write(&tmp, &body).map_err(|e| io_err(LakeOp::Put, &tmp, e))?;
+        // a hard link fails if the name exists: atomic create-if-absent, and a reader
+        // never sees a half-written object
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io_err(LakeOp::Put, &path, e)),
+        }
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
@@ -94,7 +153,7 @@ impl ObjectStore for LocalDir {
         match std::fs::read(&path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("read", &path, e)),
+            Err(e) => Err(io_err(LakeOp::Get, &path, e)),
         }
     }
 
@@ -106,10 +165,10 @@ impl ObjectStore for LocalDir {
             let rd = match std::fs::read_dir(&dir) {
                 Ok(rd) => rd,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("list", &dir, e)),
+                Err(e) => return Err(io_err(LakeOp::List, &dir, e)),
             };
             for entry in rd {
-                let entry = entry.map_err(|e| io_err("list", &dir, e))?;
+                let entry = entry.map_err(|e| io_err(LakeOp::List, &dir, e))?;
                 let p = entry.path();
                 if p.is_dir() {
                     stack.push(p);
@@ -139,16 +198,16 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
-    pub fn keys(&self) -> Vec<String> {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
         self.objects
             .lock()
-            .expect("poisoned")
-            .keys()
-            .cloned()
-            .collect()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    pub fn keys(&self) -> Vec<String> {
+        self.map().keys().cloned().collect()
     }
     pub fn object(&self, key: &str) -> Option<Vec<u8>> {
-        self.objects.lock().expect("poisoned").get(key).cloned()
+        self.map().get(key).cloned()
     }
 }
 
@@ -157,25 +216,37 @@ impl ObjectStore for MemoryStore {
         check_key(key)?;
         if self.fail_puts.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(LakeError::Io {
-                op: "put",
+                op: LakeOp::Put,
                 location: format!("memory://{key}"),
-                message: "injected failure".into(),
+                source: std::io::Error::other("injected failure"),
             });
         }
-        self.objects
-            .lock()
-            .expect("poisoned")
-            .insert(key.to_string(), body);
+        self.map().insert(key.to_string(), body);
         Ok(())
     }
+    async fn put_if_absent(&self, key: &str, body: Vec<u8>) -> Result<bool, LakeError> {
+        check_key(key)?;
+        if self.fail_puts.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(LakeError::Io {
+                op: LakeOp::Put,
+                location: format!("memory://{key}"),
+                source: std::io::Error::other("injected failure"),
+            });
+        }
+        match self.map().entry(key.to_string()) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(body);
+                Ok(true)
+            }
+            std::collections::btree_map::Entry::Occupied(_) => Ok(false),
+        }
+    }
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
-        Ok(self.objects.lock().expect("poisoned").get(key).cloned())
+        Ok(self.map().get(key).cloned())
     }
     async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
         Ok(self
-            .objects
-            .lock()
-            .expect("poisoned")
+            .map()
             .keys()
             .filter(|k| k.starts_with(prefix))
             .cloned()
@@ -186,203 +257,61 @@ impl ObjectStore for MemoryStore {
     }
 }
 
-/// A lake in S3 (`s3://bucket/prefix`), through aws-sdk-s3 with the standard AWS
-/// environment (`AWS_ENDPOINT_URL` included, for emulators).
-#[derive(Debug, Clone)]
-pub struct S3Store {
-    client: aws_sdk_s3::Client,
-    bucket: String,
-    prefix: String,
-}
-
-impl S3Store {
-    pub fn new(client: aws_sdk_s3::Client, bucket: String, prefix: String) -> Self {
-        let prefix = prefix.trim_matches('/').to_string();
-        Self {
-            client,
-            bucket,
-            prefix,
-        }
-    }
-
-    /// Build a client from the environment. Path-style addressing when an endpoint
-    /// override is set (emulators have no per-bucket host names).
-    pub async fn from_env(bucket: String, prefix: String) -> Self {
-        let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some()
-            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-        let s3conf = aws_sdk_s3::config::Builder::from(&conf)
-            .force_path_style(path_style)
-            .build();
-        Self::new(aws_sdk_s3::Client::from_conf(s3conf), bucket, prefix)
-    }
-
-    fn full(&self, key: &str) -> String {
-        if self.prefix.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}/{}", self.prefix, key)
-        }
-    }
-}
-
-fn sdk_err<E: std::error::Error>(op: &'static str, location: String, e: E) -> LakeError {
-    // DisplayErrorContext prints the whole source chain (service code, dispatch failure)
-    LakeError::Io {
-        op,
-        location,
-        message: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
-    }
-}
-
-impl ObjectStore for S3Store {
-    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), LakeError> {
-        check_key(key)?;
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(self.full(key))
-            .body(body.into())
-            .send()
+/// The contract every [`ObjectStore`] keeps, run against each implementation (here for
+/// memory and a local directory, in the `auditlake` crate for S3 on an emulator).
+/// Panics with the broken rule.
+pub async fn contract<O: ObjectStore>(store: &O) {
+    let k = |n: &str| format!("contract/{n}");
+    assert_eq!(
+        store.get(&k("absent")).await.unwrap(),
+        None,
+        "get of a missing key"
+    );
+    store.put(&k("a/one.bin"), b"1".to_vec()).await.unwrap();
+    store.put(&k("a/one.bin"), b"one".to_vec()).await.unwrap();
+    assert_eq!(
+        store.get(&k("a/one.bin")).await.unwrap().as_deref(),
+        Some(&b"one"[..]),
+        "put overwrites"
+    );
+    assert!(
+        store
+            .put_if_absent(&k("b/new.bin"), b"first".to_vec())
             .await
-            .map_err(|e| sdk_err("put", self.locate(key), e))?;
-        Ok(())
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
-        check_key(key)?;
-        let r = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full(key))
-            .send()
-            .await;
-        match r {
-            Ok(o) => {
-                let b = o
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| sdk_err("read", self.locate(key), e))?;
-                Ok(Some(b.into_bytes().to_vec()))
-            }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(sdk_err("get", self.locate(key), e)),
-        }
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
-        let full = self.full(prefix);
-        let strip = if self.prefix.is_empty() {
-            0
-        } else {
-            self.prefix.len() + 1
-        };
-        let mut out = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(full)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_err("list", self.locate(prefix), e))?;
-            for o in page.contents() {
-                if let Some(k) = o.key() {
-                    out.push(k[strip.min(k.len())..].to_string());
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
-
-    fn locate(&self, key: &str) -> String {
-        format!("s3://{}/{}", self.bucket, self.full(key))
-    }
-}
-
-/// A lake URI: a local directory or `s3://bucket/prefix`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LakeUri {
-    Local(PathBuf),
-    S3 { bucket: String, prefix: String },
-}
-
-impl LakeUri {
-    pub fn parse(uri: &str) -> Result<Self, LakeError> {
-        let bad = |why| LakeError::BadUri {
-            uri: uri.to_string(),
-            why,
-        };
-        if uri.is_empty() {
-            return Err(bad("empty"));
-        }
-        if let Some(rest) = uri.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let ok = (3..=63).contains(&bucket.len())
-                && bucket.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
-                });
-            if !ok {
-                return Err(bad("not a valid S3 bucket name"));
-            }
-            return Ok(Self::S3 {
-                bucket: bucket.to_string(),
-                prefix: prefix.trim_matches('/').to_string(),
-            });
-        }
-        if uri.contains("://") {
-            return Err(bad("only local directories and s3:// are supported"));
-        }
-        Ok(Self::Local(PathBuf::from(uri)))
-    }
-}
-
-/// A lake of either kind, chosen at start from configuration.
-#[derive(Debug, Clone)]
-pub enum Lake {
-    Local(LocalDir),
-    S3(S3Store),
-}
-
-impl Lake {
-    pub async fn open(uri: &LakeUri) -> Self {
-        match uri {
-            LakeUri::Local(p) => Lake::Local(LocalDir::new(p.clone())),
-            LakeUri::S3 { bucket, prefix } => {
-                Lake::S3(S3Store::from_env(bucket.clone(), prefix.clone()).await)
-            }
-        }
-    }
-}
-
-impl ObjectStore for Lake {
-    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), LakeError> {
-        match self {
-            Lake::Local(l) => l.put(key, body).await,
-            Lake::S3(s) => s.put(key, body).await,
-        }
-    }
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
-        match self {
-            Lake::Local(l) => l.get(key).await,
-            Lake::S3(s) => s.get(key).await,
-        }
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
-        match self {
-            Lake::Local(l) => l.list(prefix).await,
-            Lake::S3(s) => s.list(prefix).await,
-        }
-    }
-    fn locate(&self, key: &str) -> String {
-        match self {
-            Lake::Local(l) => l.locate(key),
-            Lake::S3(s) => s.locate(key),
-        }
+            .unwrap(),
+        "create"
+    );
+    assert!(
+        !store
+            .put_if_absent(&k("b/new.bin"), b"second".to_vec())
+            .await
+            .unwrap(),
+        "exists"
+    );
+    assert_eq!(
+        store.get(&k("b/new.bin")).await.unwrap().as_deref(),
+        Some(&b"first"[..]),
+        "put_if_absent never replaces"
+    );
+    store.put(&k("a/two.bin"), Vec::new()).await.unwrap();
+    assert_eq!(
+        store.list(&k("a/")).await.unwrap(),
+        vec![k("a/one.bin"), k("a/two.bin")],
+        "list is recursive, sorted, and sees only that prefix"
+    );
+    assert!(store.list(&k("zzz/")).await.unwrap().is_empty());
+    for bad in ["../escape", "/abs", "a//b"] {
+        assert!(
+            matches!(store.put(bad, vec![]).await, Err(LakeError::BadKey(_))),
+            "{bad}"
+        );
+        assert!(
+            matches!(
+                store.put_if_absent(bad, vec![]).await,
+                Err(LakeError::BadKey(_))
+            ),
+            "{bad}"
+        );
     }
 }
 
@@ -399,32 +328,19 @@ mod tests {
     }
 
     #[test]
-    fn parses_lake_uris() {
-        assert_eq!(
-            LakeUri::parse("s3://my-lake/audit/").unwrap(),
-            LakeUri::S3 {
-                bucket: "my-lake".into(),
-                prefix: "audit".into()
-            }
-        );
-        assert_eq!(
-            LakeUri::parse("s3://my-lake").unwrap(),
-            LakeUri::S3 {
-                bucket: "my-lake".into(),
-                prefix: "".into()
-            }
-        );
-        assert_eq!(
-            LakeUri::parse("./lake").unwrap(),
-            LakeUri::Local("./lake".into())
-        );
-        assert!(LakeUri::parse("s3://UPPER/x").is_err());
-        assert!(LakeUri::parse("gs://b/x").is_err());
-        assert!(LakeUri::parse("").is_err());
+    fn every_store_keeps_the_contract() {
+        futures::executor::block_on(contract(&MemoryStore::default()));
+        let dir = std::env::temp_dir().join(format!("lake-contract-{}", std::process::id()));
+        futures::executor::block_on(contract(&LocalDir::new(&dir)));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[tokio::test]
-    async fn local_dir_roundtrip_and_list() {
+    #[test]
+    fn local_dir_roundtrip_and_list() {
+        futures::executor::block_on(local_dir_roundtrip());
+    }
+
+    async fn local_dir_roundtrip() {
         let dir = std::env::temp_dir().join(format!("lake-test-{}", std::process::id()));
         let l = LocalDir::new(&dir);
         l.put("a/b/c.bin", b"123".to_vec()).await.unwrap();

@@ -1,23 +1,31 @@
-//! eks-audit-lake transformer: CloudWatch Logs subscription records (via Kinesis and
-//! Firehose) -> stamped, attributed `eks_audit` and `sts_sessions` Parquet.
+//! eks-audit-lake transformer: the pipeline from CloudWatch Logs subscription records
+//! (via Kinesis and Firehose) to stamped, attributed `eks_audit` and `sts_sessions`
+//! Parquet.
 //!
-//! Pure stages (`decode`, `audit`, `encode`, the extraction in `handler`) do no I/O; the
-//! `lake` and `session_store` modules are the I/O seams, and the binaries (`bootstrap`,
-//! `auditlake`) only adapt.
+//! A library of stages, one file each, every one a plain function without I/O:
+//! [`decode`] -> [`extract`] (with [`audit`] parsing) -> [`plan`] -> [`attribute`] ->
+//! [`partition`] -> [`encode`]. [`handler`] strings them together with the only I/O of
+//! the path, behind two capability traits: [`lake::ObjectStore`] (local directory and
+//! memory here; S3 in the `auditlake` crate) and `resolver::store::SessionStore`
+//! ([`session_store`] over the lake). No AWS SDK, no async runtime and no environment
+//! is read here: the `auditlake` crate's binaries adapt.
 
+pub mod attribute;
 pub mod audit;
-pub mod config;
-pub mod consume;
 pub mod decode;
-pub mod demo;
 pub mod encode;
+pub mod extract;
 pub mod firehose;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod handler;
-pub mod ingest;
 pub mod lake;
+pub mod lookup;
 pub mod metrics;
-pub mod runtime;
+pub mod partition;
+pub mod plan;
 pub mod session_store;
 pub mod text;
+pub mod trust;
 
 pub use handler::{BatchOutput, Handler, HandlerConfig, InputRecord};

@@ -23,11 +23,24 @@ pub struct Metrics {
     /// events other than STS credential calls, other log groups.
     pub skipped: u64,
     pub sts_sessions: u64,
+    /// CloudTrail-shaped events from log groups that are not trusted trails: refused.
+    pub sts_untrusted: u64,
+    /// Messages of a trusted trail that are not CloudTrail JSON (or malformed STS).
+    pub sts_invalid: u64,
+    /// STS records naming an access key already indexed by a different record: not used.
+    pub sts_conflicts: u64,
     pub attribution_resolved: u64,
     pub attribution_pending: u64,
     pub attribution_ambiguous: u64,
+    /// Keys whose session is of another role than the event names: no principal.
+    pub attribution_conflict: u64,
     pub attribution_not_applicable: u64,
     pub session_lookups: u64,
+    /// Lookups not made because the batch's budget was spent (rows stay `pending`).
+    pub session_lookups_over_budget: u64,
+    /// Records failed back to Firehose because the batch's decompression or partition
+    /// budget was spent (kept in errors/, replayable with `auditlake ingest`).
+    pub records_over_budget: u64,
     pub objects_written: u64,
     pub bytes_written: u64,
 }
@@ -46,11 +59,17 @@ impl AddAssign for Metrics {
         self.invalid += o.invalid;
         self.skipped += o.skipped;
         self.sts_sessions += o.sts_sessions;
+        self.sts_untrusted += o.sts_untrusted;
+        self.sts_invalid += o.sts_invalid;
+        self.sts_conflicts += o.sts_conflicts;
         self.attribution_resolved += o.attribution_resolved;
         self.attribution_pending += o.attribution_pending;
         self.attribution_ambiguous += o.attribution_ambiguous;
+        self.attribution_conflict += o.attribution_conflict;
         self.attribution_not_applicable += o.attribution_not_applicable;
         self.session_lookups += o.session_lookups;
+        self.session_lookups_over_budget += o.session_lookups_over_budget;
+        self.records_over_budget += o.records_over_budget;
         self.objects_written += o.objects_written;
         self.bytes_written += o.bytes_written;
     }
@@ -59,6 +78,16 @@ impl AddAssign for Metrics {
 pub const NAMESPACE: &str = "EksAuditLake";
 
 impl Metrics {
+    /// The input counts of a batch of records of these sizes.
+    pub fn for_input(sizes: impl ExactSizeIterator<Item = usize>) -> Self {
+        let records_in = sizes.len() as u64;
+        Self {
+            records_in,
+            bytes_in: sizes.map(|n| n as u64).sum(),
+            ..Self::default()
+        }
+    }
+
     /// One EMF JSON line: the counts as top-level members plus the `_aws` metadata that
     /// makes CloudWatch extract them as metrics.
     pub fn emf_line(&self, timestamp_ms: i64) -> String {

@@ -13,14 +13,15 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use resolver::attribute::role_session_key;
-use resolver::store::{SessionStore, StoreError};
+use resolver::cloudtrail::same_call;
+use resolver::store::{indexable, Indexed, SessionStore, StoreError, StoreOp};
 use resolver::StsSession;
 
 use crate::lake::ObjectStore;
 
 pub const PREFIX: &str = "session_index";
 /// Concurrent object requests per batch.
-pub const CONCURRENCY: usize = 32;
+pub const CONCURRENCY: usize = crate::lookup::CONCURRENCY;
 
 /// Access key ids come from audit events, which a member account controls: only plain
 /// AWS key ids are ever used in an object key.
@@ -45,16 +46,8 @@ impl<O> LakeSessionStore<O> {
     }
 }
 
-fn store_err(op: &'static str, what: String, e: impl std::fmt::Display) -> StoreError {
-    StoreError {
-        op,
-        what,
-        message: e.to_string(),
-    }
-}
-
 fn decode(bytes: &[u8], what: &str) -> Result<StsSession, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| store_err("decode", what.to_string(), e))
+    serde_json::from_slice(bytes).map_err(|e| StoreError::new(StoreOp::Decode, what, e))
 }
 
 impl<O: ObjectStore> LakeSessionStore<O> {
@@ -66,7 +59,7 @@ impl<O: ObjectStore> LakeSessionStore<O> {
         match self.lake.get(&obj).await {
             Ok(Some(b)) => decode(&b, &obj).map(Some),
             Ok(None) => Ok(None),
-            Err(e) => Err(store_err("get", self.lake.locate(&obj), e)),
+            Err(e) => Err(StoreError::new(StoreOp::Get, self.lake.locate(&obj), e)),
         }
     }
 
@@ -74,40 +67,49 @@ impl<O: ObjectStore> LakeSessionStore<O> {
         self.lake
             .get(&obj)
             .await
-            .map_err(|e| store_err("get", self.lake.locate(&obj), e))
+            .map_err(|e| StoreError::new(StoreOp::Get, self.lake.locate(&obj), e))
     }
 
-    async fn put_object(&self, obj: String, body: Vec<u8>) -> Result<(), StoreError> {
-        self.lake
-            .put(&obj, body)
-            .await
-            .map_err(|e| store_err("put", self.lake.locate(&obj), e))
-    }
-
-    async fn put_one(&self, s: Arc<StsSession>) -> Result<(), StoreError> {
-        let key = s.access_key_id.clone().unwrap_or_default();
-        if !s.issued() || !valid_key_id(&key) {
-            return Ok(());
-        }
-        if s.is_owner_copy() {
-            // never replace the caller-account copy, which knows the caller's key
-            if let Some(old) = self.get_key(&key).await? {
-                if !old.is_owner_copy() {
-                    return Ok(());
+    /// by_key first, conditionally; the by_role_session entry only for the session
+    /// that holds the key (a retry that finds `Same` writes it if a crash left it out).
+    async fn put_one(&self, s: Arc<StsSession>) -> Result<Indexed, StoreError> {
+        let Some(key) = indexable(&s).filter(|k| valid_key_id(k)) else {
+            return Ok(Indexed::Skipped);
+        };
+        let body = serde_json::to_vec(&*s).map_err(|e| StoreError::new(StoreOp::Encode, key, e))?;
+        let obj = format!("{PREFIX}/by_key/{key}.json");
+        let outcome = if self.put_new(&obj, body.clone()).await? {
+            Indexed::New
+        } else {
+            match self.get_key(key).await? {
+                Some(old) if same_call(&old, &s) => Indexed::Same,
+                Some(old) => return Ok(Indexed::Conflict(Box::new(old))),
+                // existed a moment ago: a concurrent writer's object is not readable yet
+                None => {
+                    return Err(StoreError::new(
+                        StoreOp::Put,
+                        self.lake.locate(&obj),
+                        "exists but cannot be read",
+                    ))
                 }
             }
-        }
-        let body = serde_json::to_vec(&*s).map_err(|e| store_err("encode", key.clone(), e))?;
+        };
         if let Some((role, munged)) = role_session_key(&s) {
             let o = format!(
                 "{PREFIX}/by_role_session/{}/{}-{key}.json",
                 role_session_hash(&role, &munged),
                 s.event_time_ms
             );
-            self.put_object(o, body.clone()).await?;
+            self.put_new(&o, body).await?;
         }
-        self.put_object(format!("{PREFIX}/by_key/{key}.json"), body)
+        Ok(outcome)
+    }
+
+    async fn put_new(&self, obj: &str, body: Vec<u8>) -> Result<bool, StoreError> {
+        self.lake
+            .put_if_absent(obj, body)
             .await
+            .map_err(|e| StoreError::new(StoreOp::Put, self.lake.locate(obj), e))
     }
 }
 
@@ -131,7 +133,7 @@ impl<O: ObjectStore> SessionStore for LakeSessionStore<O> {
             .lake
             .list(&prefix)
             .await
-            .map_err(|e| store_err("list", self.lake.locate(&prefix), e))?;
+            .map_err(|e| StoreError::new(StoreOp::Find, self.lake.locate(&prefix), e))?;
         let wanted: Vec<String> = keys
             .into_iter()
             .filter(|k| {
@@ -157,12 +159,27 @@ impl<O: ObjectStore> SessionStore for LakeSessionStore<O> {
         Ok(out)
     }
 
-    async fn put(&self, sessions: &[Arc<StsSession>]) -> Result<(), StoreError> {
-        let futs: Vec<_> = sessions.iter().map(|s| self.put_one(s.clone())).collect();
-        stream::iter(futs)
-            .buffer_unordered(CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
-        Ok(())
+    async fn put(&self, sessions: &[Arc<StsSession>]) -> Result<Vec<Indexed>, StoreError> {
+        // one key per batch call (the handler gives each key once), so order is free
+        stream::iter(sessions.iter().cloned())
+            .map(|s| self.put_one(s))
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lake_store_keeps_the_contract_over_memory_and_a_directory() {
+        let mem = Arc::new(crate::lake::MemoryStore::default());
+        futures::executor::block_on(resolver::store::contract(&LakeSessionStore::new(mem)));
+        let dir = std::env::temp_dir().join(format!("session-contract-{}", std::process::id()));
+        let local = Arc::new(crate::lake::LocalDir::new(&dir));
+        futures::executor::block_on(resolver::store::contract(&LakeSessionStore::new(local)));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

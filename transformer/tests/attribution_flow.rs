@@ -20,7 +20,11 @@ const B: &str = "444455556666";
 type LakeHandler = Handler<MemoryStore, LakeSessionStore<MemoryStore>>;
 
 fn lake_handler(lake: &Arc<MemoryStore>, config: HandlerConfig) -> LakeHandler {
-    Handler::new(config, lake.clone(), LakeSessionStore::new(lake.clone()))
+    Handler::new(
+        trusting(config),
+        lake.clone(),
+        LakeSessionStore::new(lake.clone()),
+    )
 }
 
 fn assume_role(
@@ -31,10 +35,13 @@ fn assume_role(
     session: &str,
     key: &str,
 ) -> Value {
+    // the issued ARN: the role's account and name (no path), then the session name
+    let acct = role_arn.split(':').nth(4).unwrap_or("");
+    let name = role_arn.rsplit('/').next().unwrap_or("");
     json!({"eventVersion": "1.08", "userIdentity": caller, "eventTime": at, "eventSource": "sts.amazonaws.com", "eventName": "AssumeRole",
         "awsRegion": "us-east-1", "requestParameters": {"roleArn": role_arn, "roleSessionName": session},
         "responseElements": {"credentials": {"accessKeyId": key, "expiration": "Nov 26, 2024, 2:00:00 PM"},
-            "assumedRoleUser": {"assumedRoleId": format!("AROA1:{session}"), "arn": "arn:aws:sts::1:assumed-role/x/y"}},
+            "assumedRoleUser": {"assumedRoleId": format!("AROA1:{session}"), "arn": format!("arn:aws:sts::{acct}:assumed-role/{name}/{session}")}},
         "requestID": format!("r-{key}-{recipient}"), "eventID": format!("e-{key}-{recipient}"), "recipientAccountId": recipient})
 }
 

@@ -14,14 +14,27 @@ use serde_json::{json, Value};
 use resolver::MemorySessionStore;
 use transformer::handler::{Handler, HandlerConfig, InputRecord};
 use transformer::lake::MemoryStore;
+use transformer::trust::TrustedTrails;
 
 pub type TestHandler = Handler<MemoryStore, Arc<MemorySessionStore>>;
+
+/// The organisation trail of these tests (see `trail_record`).
+pub const TRAIL_OWNER: &str = "999999999999";
+pub const TRAIL_GROUP: &str = "aws-cloudtrail-logs-o-example";
+
+/// `config`, trusting the tests' trail when it trusts nothing yet.
+pub fn trusting(mut config: HandlerConfig) -> HandlerConfig {
+    if config.trusted_trails.is_empty() {
+        config.trusted_trails = TrustedTrails::none().with(TRAIL_OWNER, TRAIL_GROUP);
+    }
+    config
+}
 
 pub fn handler(config: HandlerConfig) -> (TestHandler, Arc<MemoryStore>, Arc<MemorySessionStore>) {
     let lake = Arc::new(MemoryStore::default());
     let sessions = Arc::new(MemorySessionStore::default());
     (
-        Handler::new(config, lake.clone(), sessions.clone()),
+        Handler::new(trusting(config), lake.clone(), sessions.clone()),
         lake,
         sessions,
     )
@@ -56,9 +69,22 @@ pub fn envelope_record(
         .enumerate()
         .map(|(i, m)| json!({"id": format!("{id}{i:04}"), "timestamp": 1_732_626_427_000i64 + i as i64, "message": m}))
         .collect();
-    let env = json!({"messageType": "DATA_MESSAGE", "owner": owner, "logGroup": group, "logStream": stream,
-        "subscriptionFilters": ["f"], "logEvents": events});
-    InputRecord::gzip(id, gz(env.to_string().as_bytes()))
+    InputRecord::gzip(
+        id,
+        gz(cwl_envelope(owner, group, stream, &events).as_bytes()),
+    )
+}
+
+/// An envelope in CloudWatch Logs' own field order (`messageType` and `owner` first,
+/// which the handler relies on to share a batch's budget among accounts).
+pub fn cwl_envelope(owner: &str, group: &str, stream: &str, events: &[Value]) -> String {
+    format!(
+        r#"{{"messageType":"DATA_MESSAGE","owner":{},"logGroup":{},"logStream":{},"subscriptionFilters":["f"],"logEvents":{}}}"#,
+        json!(owner),
+        json!(group),
+        json!(stream),
+        Value::Array(events.to_vec())
+    )
 }
 
 /// A CloudTrail record as the org trail's log group delivers it.
@@ -66,8 +92,8 @@ pub fn trail_record(id: &str, events: &[Value]) -> InputRecord {
     let msgs: Vec<String> = events.iter().map(|e| e.to_string()).collect();
     envelope_record(
         id,
-        "999999999999",
-        "aws-cloudtrail-logs-o-example",
+        TRAIL_OWNER,
+        TRAIL_GROUP,
         "o-example_CloudTrail_us-east-1",
         &msgs,
     )

@@ -25,10 +25,11 @@ use resolver::awsauth::AwsAuth;
 use resolver::identity::{classify, AwsExtra};
 use resolver::{SessionIndex, StsSession};
 
-use crate::handler::{Handler, HandlerConfig, HandlerError, InputRecord};
-use crate::lake::{LocalDir, ObjectStore};
-use crate::metrics::Metrics;
-use crate::session_store::LakeSessionStore;
+use transformer::handler::{Handler, HandlerConfig, HandlerError, InputRecord};
+use transformer::lake::{LocalDir, ObjectStore};
+use transformer::metrics::Metrics;
+use transformer::session_store::LakeSessionStore;
+use transformer::trust::TrustedTrails;
 
 pub const MGMT: &str = "111111111111";
 pub const PROD: &str = "222222222222";
@@ -103,20 +104,7 @@ impl Rng {
     }
 }
 
-/// RFC 3339 with microseconds, as the apiserver writes `MicroTime`.
-pub fn iso(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let micros = ms.rem_euclid(1000) * 1000 + 417;
-    let day = secs.div_euclid(86_400);
-    let (y, m, d) = resolver::time::civil_from_days(day);
-    let s = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        s / 3600,
-        (s / 60) % 60,
-        s % 60
-    )
-}
+use auditlake::synth::iso;
 
 fn iso_s(ms: i64) -> String {
     let full = iso(ms);
@@ -1067,7 +1055,6 @@ pub struct ReportRow {
     pub source_ip: String,
     pub response_code: Option<i32>,
     pub request_object: String,
-    pub audit_id: String,
     pub principal: String,
     pub principal_type: String,
     pub method: String,
@@ -1102,7 +1089,6 @@ fn rows(batches: &[RecordBatch]) -> Vec<ReportRow> {
             "username",
             "source_ip",
             "request_object",
-            "audit_id",
             "principal_name",
             "principal_type",
             "attribution_method",
@@ -1129,13 +1115,12 @@ fn rows(batches: &[RecordBatch]) -> Vec<ReportRow> {
                 username: v(7),
                 source_ip: v(8),
                 request_object: v(9),
-                audit_id: v(10),
-                principal: v(11),
-                principal_type: v(12),
-                method: v(13),
-                status: v(14),
+                principal: v(10),
+                principal_type: v(11),
+                method: v(12),
+                status: v(13),
                 role_chain: (0..rc.len()).map(|j| rc.value(j).to_string()).collect(),
-                access_key: get(c[15], i).map(str::to_string),
+                access_key: get(c[14], i).map(str::to_string),
                 response_code: code.is_valid(i).then(|| code.value(i)),
             });
         }
@@ -1228,6 +1213,8 @@ pub async fn run(lake_dir: &Path) -> Result<String, DemoError> {
     let lake = Arc::new(LocalDir::new(lake_dir));
     let config = HandlerConfig {
         aws_auth: Some(Arc::new(AwsAuth::parse(DEMO_AWS_AUTH, "demo aws-auth")?)),
+        // the demo organisation's trail: the only CloudTrail source it trusts
+        trusted_trails: TrustedTrails::none().with(MGMT, ORG_TRAIL_GROUP),
         ..HandlerConfig::default()
     };
     let handler = Handler::new(config, lake.clone(), LakeSessionStore::new(lake.clone()));

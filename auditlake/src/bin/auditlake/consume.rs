@@ -20,11 +20,11 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::firehose::RecordResult;
-use crate::handler::{Handler, InputRecord};
-use crate::lake::ObjectStore;
-use crate::metrics::Metrics;
 use resolver::store::SessionStore;
+use transformer::firehose::RecordResult;
+use transformer::handler::{Handler, InputRecord};
+use transformer::lake::ObjectStore;
+use transformer::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
@@ -326,7 +326,7 @@ impl<'h, O: ObjectStore, S: SessionStore> Consumer<'h, O, S> {
         let mut delay = Duration::from_millis(500);
         let out = loop {
             attempt += 1;
-            let now = crate::runtime::now_ms();
+            let now = auditlake::start::now_ms();
             match self
                 .handler
                 .process(&records, self.opts.region.as_deref(), now)
@@ -348,8 +348,9 @@ impl<'h, O: ObjectStore, S: SessionStore> Consumer<'h, O, S> {
             }
         };
         // Firehose's side of the contract: Ok records to raw/, failures to errors/.
-        let fp = crate::handler::batch_fingerprint(records.iter().map(|r| r.record_id.as_str()));
-        let now = crate::runtime::now_ms();
+        let fp =
+            transformer::partition::batch_fingerprint(records.iter().map(|r| r.record_id.as_str()));
+        let now = auditlake::start::now_ms();
         let hour = utc_hour_path(now);
         let mut raw = Vec::new();
         let mut errors = Vec::new();

@@ -9,8 +9,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::decode::{self, DecodeError};
-use crate::handler::InputRecord;
+use transformer::decode::{self, DecodeError};
+use transformer::handler::InputRecord;
 
 /// Cap on one file's decompressed size.
 pub const MAX_FILE_DECOMPRESSED: usize = 1 << 30;
@@ -18,8 +18,11 @@ pub const MAX_FILE_DECOMPRESSED: usize = 1 << 30;
 pub const RECORD_BYTES: usize = 4 << 20;
 pub const BATCH_BYTES: usize = 32 << 20;
 pub const BATCH_RECORDS: usize = 500;
-/// Log group recorded for CloudTrail events read from S3 log files.
+/// Log group and owner recorded for CloudTrail events read from S3 log files. Trusted
+/// only by `ingest` (the operator chose the files); `000000000000` is no AWS account, so
+/// no envelope CloudWatch Logs delivers can carry it.
 pub const CLOUDTRAIL_S3_GROUP: &str = "cloudtrail-s3-backfill";
+pub const CLOUDTRAIL_S3_OWNER: &str = "000000000000";
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -116,7 +119,7 @@ pub fn records_from_file(
                     .collect();
                 let env = SyntheticEnvelope {
                     message_type: "DATA_MESSAGE",
-                    owner: "000000000000",
+                    owner: CLOUDTRAIL_S3_OWNER,
                     log_group: CLOUDTRAIL_S3_GROUP,
                     log_stream: name,
                     subscription_filters: [],

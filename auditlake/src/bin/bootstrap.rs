@@ -11,13 +11,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use anyhow::Context;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
-use transformer::config::Config;
+use auditlake::config::Config;
+use auditlake::start::{build_handler, now_ms};
 use transformer::firehose::{FirehoseEvent, FirehoseResponse};
-use transformer::runtime::{build_handler, now_ms};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let config = Config::from_env(None, None).context("configuration")?;
+    if let Some(w) = config.trust_warning() {
+        eprintln!("{{\"level\":\"warn\",\"message\":{w:?}}}");
+    }
     let handler = build_handler(&config).await.context("start")?;
     // lives for the whole process; the runtime needs 'static
     let handler: &'static _ = Box::leak(Box::new(handler));

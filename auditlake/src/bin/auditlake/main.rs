@@ -15,12 +15,16 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
-use transformer::consume::{ConsumeOptions, Consumer};
+mod consume;
+mod demo;
+mod ingest;
 
-use transformer::config::Config;
+use clap::{Parser, Subcommand};
+
+use auditlake::config::Config;
+use auditlake::start::{build_handler, now_ms, LakeHandler};
+use consume::{ConsumeOptions, Consumer};
 use transformer::firehose::FirehoseEvent;
-use transformer::runtime::{build_handler, now_ms, LakeHandler};
 
 #[derive(Parser)]
 #[command(
@@ -123,8 +127,23 @@ fn main() -> ExitCode {
     }
 }
 
-async fn handler(lake: Option<&str>) -> Result<LakeHandler, Fail> {
-    let config = Config::from_env(lake, Some("lake")).map_err(|e| Fail(2, e.to_string()))?;
+/// Which CloudTrail sources a command trusts beyond `AUDITLAKE_TRUSTED_TRAILS`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// Only the configured trails (invoke, consume: what a member account sent).
+    Configured,
+    /// Also CloudTrail S3 log files named on the command line (ingest: files the
+    /// operator chose), which `ingest` wraps under its own marker.
+    Backfill,
+}
+
+async fn handler(lake: Option<&str>, trust: Trust) -> Result<LakeHandler, Fail> {
+    let mut config = Config::from_env(lake, Some("lake")).map_err(|e| Fail(2, e.to_string()))?;
+    if trust == Trust::Backfill {
+        config.trusted_trails = config
+            .trusted_trails
+            .with(ingest::CLOUDTRAIL_S3_OWNER, ingest::CLOUDTRAIL_S3_GROUP);
+    }
     build_handler(&config)
         .await
         .map_err(|e| Fail(2, e.to_string()))
@@ -132,7 +151,7 @@ async fn handler(lake: Option<&str>) -> Result<LakeHandler, Fail> {
 
 async fn run(cli: Cli) -> Result<(), Fail> {
     match cli.cmd {
-        Cmd::Demo { lake } => transformer::demo::run(&lake)
+        Cmd::Demo { lake } => demo::run(&lake)
             .await
             .map(|_| ())
             .map_err(|e| Fail(1, e.to_string())),
@@ -158,7 +177,10 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             {
                 return Err(Fail(2, "--buffer-mb must be in (0, 64], --buffer-seconds in (0, 900], --max-attempts >= 1".into()));
             }
-            let h = handler(lake.as_deref()).await?;
+            let h = handler(lake.as_deref(), Trust::Configured).await?;
+            if h.config.trusted_trails.is_empty() {
+                eprintln!("consume: AUDITLAKE_TRUSTED_TRAILS is not set: no CloudTrail log group is trusted, no STS session is indexed");
+            }
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
             tokio::spawn(async move {
@@ -226,7 +248,7 @@ async fn invoke(event: &str, lake: Option<&str>) -> Result<(), Fail> {
             format!("{event}: not a Firehose transformation event: {e}"),
         )
     })?;
-    let h = handler(lake).await?;
+    let h = handler(lake, Trust::Configured).await?;
     let now = now_ms();
     let (resp, out) = h
         .handle_firehose(&ev, now)
@@ -265,22 +287,21 @@ async fn ingest(lake: Option<&str>, paths: &[PathBuf]) -> Result<(), Fail> {
     for p in paths {
         collect_files(p, &mut files)?;
     }
-    let h = handler(lake).await?;
+    let h = handler(lake, Trust::Backfill).await?;
     let mut total = transformer::metrics::Metrics::default();
     let mut unreadable = Vec::new();
     for f in &files {
         let bytes = std::fs::read(f).map_err(|e| Fail(2, format!("{}: {e}", f.display())))?;
         let name = f.display().to_string();
-        let records =
-            match transformer::ingest::records_from_file(&name, bytes, h.config.max_decompressed) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("{name}: {e}");
-                    unreadable.push(name);
-                    continue;
-                }
-            };
-        for batch in transformer::ingest::batches(records) {
+        let records = match ingest::records_from_file(&name, bytes, h.config.max_decompressed) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                unreadable.push(name);
+                continue;
+            }
+        };
+        for batch in ingest::batches(records) {
             let out = h
                 .process(&batch, None, now_ms())
                 .await

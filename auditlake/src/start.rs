@@ -1,25 +1,32 @@
-//! Shell glue shared by the binaries: build the handler from configuration, load the
-//! aws-auth mapping, read the clock.
+//! Start-up shared by the binaries: build the handler from a validated configuration,
+//! load the aws-auth mapping, read the clock.
 
 use std::sync::Arc;
 
 use resolver::awsauth::AwsAuth;
+use transformer::handler::{Handler, HandlerConfig};
+use transformer::lake::{LakeError, ObjectStore};
+use transformer::session_store::LakeSessionStore;
 
 use crate::config::{AwsAuthSource, Config};
-use crate::handler::{Handler, HandlerConfig};
-use crate::lake::{Lake, LakeError, ObjectStore, S3Store};
-use crate::session_store::LakeSessionStore;
+use crate::lake::Lake;
+use crate::s3::S3Store;
 
 pub type LakeHandler = Handler<Lake, LakeSessionStore<Lake>>;
 
+/// Start-up failures name the variable whose value caused them.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("reading aws-auth config {source_name}: {message}")]
+    #[error(
+        "{}: reading aws-auth config {source_name}: {source}",
+        crate::config::ENV_AWS_AUTH
+    )]
     AwsAuthRead {
         source_name: String,
-        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error(transparent)]
+    #[error("{var}: {0}", var = crate::config::ENV_AWS_AUTH)]
     AwsAuth(#[from] resolver::awsauth::AwsAuthError),
 }
 
@@ -37,23 +44,24 @@ pub async fn load_aws_auth(src: &AwsAuthSource) -> Result<AwsAuth, StartError> {
             let name = p.display().to_string();
             let text = std::fs::read_to_string(p).map_err(|e| StartError::AwsAuthRead {
                 source_name: name.clone(),
-                message: e.to_string(),
+                source: Box::new(e),
             })?;
             (name, text)
         }
         AwsAuthSource::S3 { bucket, key } => {
             let s3 = S3Store::from_env(bucket.clone(), String::new()).await;
             let name = format!("s3://{bucket}/{key}");
-            let read_err = |message: String| StartError::AwsAuthRead {
-                source_name: name.clone(),
-                message,
-            };
+            let read_err =
+                |source: Box<dyn std::error::Error + Send + Sync>| StartError::AwsAuthRead {
+                    source_name: name.clone(),
+                    source,
+                };
             let bytes = s3
                 .get(key)
                 .await
-                .map_err(|e: LakeError| read_err(e.to_string()))?
+                .map_err(|e: LakeError| read_err(Box::new(e)))?
                 .ok_or_else(|| read_err("no such object".into()))?;
-            let text = String::from_utf8(bytes).map_err(|e| read_err(e.to_string()))?;
+            let text = String::from_utf8(bytes).map_err(|e| read_err(Box::new(e)))?;
             (name, text)
         }
     };
@@ -71,6 +79,8 @@ pub async fn build_handler(config: &Config) -> Result<LakeHandler, StartError> {
         raw_archive: config.raw_archive,
         max_decompressed: config.max_decompressed,
         aws_auth,
+        trusted_trails: config.trusted_trails.clone(),
+        budget: config.budget,
         ..HandlerConfig::default()
     };
     Ok(Handler::new(hc, lake.clone(), LakeSessionStore::new(lake)))

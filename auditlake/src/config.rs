@@ -1,7 +1,10 @@
 //! Configuration, read once at start into a validated struct. The Lambda and the CLI
 //! read the same variables (DESIGN 4a); a bad value fails start with its name.
 
-use crate::decode::DEFAULT_MAX_DECOMPRESSED;
+use transformer::decode::DEFAULT_MAX_DECOMPRESSED;
+use transformer::handler::Budget;
+use transformer::trust::TrustedTrails;
+
 use crate::lake::LakeUri;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -16,6 +19,10 @@ pub const ENV_LAKE: &str = "AUDITLAKE_LAKE";
 pub const ENV_AWS_AUTH: &str = "AUDITLAKE_AWS_AUTH";
 pub const ENV_RAW_ARCHIVE: &str = "AUDITLAKE_RAW_ARCHIVE";
 pub const ENV_MAX_DECOMPRESSED_MB: &str = "AUDITLAKE_MAX_DECOMPRESSED_MB";
+pub const ENV_TRUSTED_TRAILS: &str = "AUDITLAKE_TRUSTED_TRAILS";
+pub const ENV_MAX_BATCH_DECOMPRESSED_MB: &str = "AUDITLAKE_MAX_BATCH_DECOMPRESSED_MB";
+pub const ENV_MAX_BATCH_PARTITIONS: &str = "AUDITLAKE_MAX_BATCH_PARTITIONS";
+pub const ENV_MAX_BATCH_LOOKUPS: &str = "AUDITLAKE_MAX_BATCH_LOOKUPS";
 
 /// Where the aws-auth `mapRoles` come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +37,9 @@ pub struct Config {
     pub aws_auth: Option<AwsAuthSource>,
     pub raw_archive: bool,
     pub max_decompressed: usize,
+    /// Unset: no trail is trusted (no STS record is indexed).
+    pub trusted_trails: TrustedTrails,
+    pub budget: Budget,
 }
 
 impl Config {
@@ -78,23 +88,57 @@ impl Config {
                 None => AwsAuthSource::File(v.into()),
             }),
         };
-        let max_decompressed = match var(ENV_MAX_DECOMPRESSED_MB) {
-            None => DEFAULT_MAX_DECOMPRESSED,
-            Some(v) => match v.trim().parse::<usize>() {
-                Ok(mb) if (1..=1024).contains(&mb) => mb << 20,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: ENV_MAX_DECOMPRESSED_MB,
-                        why: format!("expected 1..=1024 (MiB), got {v:?}"),
-                    })
-                }
-            },
+        let max_decompressed = number(
+            &var,
+            ENV_MAX_DECOMPRESSED_MB,
+            1..=1024,
+            DEFAULT_MAX_DECOMPRESSED >> 20,
+        )? << 20;
+        let trusted_trails = match var(ENV_TRUSTED_TRAILS).filter(|s| !s.trim().is_empty()) {
+            None => TrustedTrails::none(),
+            Some(v) => TrustedTrails::parse(&v).map_err(|e| ConfigError::Invalid {
+                name: ENV_TRUSTED_TRAILS,
+                why: e.to_string(),
+            })?,
         };
+        let d = Budget::default();
+        let budget = Budget {
+            decompressed: number(
+                &var,
+                ENV_MAX_BATCH_DECOMPRESSED_MB,
+                1..=10240,
+                d.decompressed >> 20,
+            )? << 20,
+            partitions: number(&var, ENV_MAX_BATCH_PARTITIONS, 1..=100_000, d.partitions)?,
+            lookups: number(&var, ENV_MAX_BATCH_LOOKUPS, 0..=1_000_000, d.lookups)?,
+        };
+        if budget.decompressed < max_decompressed {
+            return Err(ConfigError::Invalid {
+                name: ENV_MAX_BATCH_DECOMPRESSED_MB,
+                why: format!(
+                    "{} MiB is less than one record may hold ({ENV_MAX_DECOMPRESSED_MB} = {} MiB)",
+                    budget.decompressed >> 20,
+                    max_decompressed >> 20
+                ),
+            });
+        }
         Ok(Self {
             lake,
             aws_auth,
             raw_archive,
             max_decompressed,
+            trusted_trails,
+            budget,
+        })
+    }
+
+    /// The log line a start without trusted trails prints once.
+    pub fn trust_warning(&self) -> Option<String> {
+        self.trusted_trails.is_empty().then(|| {
+            format!(
+                "{ENV_TRUSTED_TRAILS} is not set: no CloudTrail log group is trusted, so no STS \
+                 session is indexed and access keys stay pending"
+            )
         })
     }
 
@@ -103,6 +147,29 @@ impl Config {
         lake_default: Option<&str>,
     ) -> Result<Self, ConfigError> {
         Self::from_vars(|n| std::env::var(n).ok(), lake_override, lake_default)
+    }
+}
+
+/// An unsigned number variable within `range`, or `default` when unset.
+fn number(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    range: std::ops::RangeInclusive<usize>,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(ConfigError::Invalid {
+                name,
+                why: format!(
+                    "expected a whole number in {}..={}, got {v:?}",
+                    range.start(),
+                    range.end()
+                ),
+            }),
+        },
     }
 }
 
@@ -141,16 +208,40 @@ mod tests {
                 key: "aws-auth.yaml".into()
             })
         );
+        let c = cfg(&[
+            (ENV_LAKE, "/l"),
+            (
+                ENV_TRUSTED_TRAILS,
+                "111111111111:aws-cloudtrail-logs-o-1, 222222222222:t",
+            ),
+            (ENV_MAX_BATCH_DECOMPRESSED_MB, "64"),
+            (ENV_MAX_BATCH_LOOKUPS, "0"),
+        ])
+        .unwrap();
+        assert!(c.trusted_trails.trusts("222222222222", "t"));
+        assert_eq!(c.trust_warning(), None);
+        assert_eq!(c.budget.decompressed, 64 << 20);
+        assert_eq!(c.budget.lookups, 0);
+        assert!(cfg(&[(ENV_LAKE, "/l")]).unwrap().trust_warning().is_some());
         for bad in [
             vec![(ENV_LAKE, "gs://x/y")],
             vec![(ENV_LAKE, "/l"), (ENV_RAW_ARCHIVE, "yes")],
             vec![(ENV_LAKE, "/l"), (ENV_AWS_AUTH, "s3://only-bucket")],
             vec![(ENV_LAKE, "/l"), (ENV_MAX_DECOMPRESSED_MB, "0")],
+            vec![(ENV_LAKE, "/l"), (ENV_TRUSTED_TRAILS, "111111111111")],
+            vec![(ENV_LAKE, "/l"), (ENV_TRUSTED_TRAILS, "1:group")],
+            vec![(ENV_LAKE, "/l"), (ENV_TRUSTED_TRAILS, "111111111111:ok,x")],
+            vec![(ENV_LAKE, "/l"), (ENV_MAX_BATCH_DECOMPRESSED_MB, "16")],
+            vec![(ENV_LAKE, "/l"), (ENV_MAX_BATCH_PARTITIONS, "-1")],
+            vec![(ENV_LAKE, "/l"), (ENV_MAX_BATCH_LOOKUPS, "lots")],
         ] {
-            assert!(
-                matches!(cfg(&bad), Err(ConfigError::Invalid { .. })),
-                "{bad:?}"
-            );
+            // every bad value names its variable
+            match cfg(&bad) {
+                Err(ConfigError::Invalid { name, .. }) => {
+                    assert_eq!(name, bad.last().unwrap().0, "{bad:?}")
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
         }
     }
 }

@@ -1,0 +1,155 @@
+//! The lake in S3 (aws-sdk-s3): the AWS implementation of `transformer::lake::ObjectStore`.
+//! Docs: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html>
+
+use transformer::lake::{check_key, LakeError, LakeOp, ObjectStore};
+
+/// A lake in S3 (`s3://bucket/prefix`), through aws-sdk-s3 with the standard AWS
+/// environment (`AWS_ENDPOINT_URL` included, for emulators).
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    prefix: String,
+}
+
+impl S3Store {
+    pub fn new(client: aws_sdk_s3::Client, bucket: String, prefix: String) -> Self {
+        let prefix = prefix.trim_matches('/').to_string();
+        Self {
+            client,
+            bucket,
+            prefix,
+        }
+    }
+
+    /// Build a client from the environment. Path-style addressing when an endpoint
+    /// override is set (emulators have no per-bucket host names).
+    pub async fn from_env(bucket: String, prefix: String) -> Self {
+        let conf = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let path_style = std::env::var_os("AWS_ENDPOINT_URL").is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        let s3conf = aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(path_style)
+            .build();
+        Self::new(aws_sdk_s3::Client::from_conf(s3conf), bucket, prefix)
+    }
+
+    fn full(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{}", self.prefix, key)
+        }
+    }
+}
+
+fn sdk_err<E: std::error::Error + Send + Sync + 'static>(
+    op: LakeOp,
+    location: String,
+    e: E,
+) -> LakeError {
+    // DisplayErrorContext prints the whole source chain (service code, dispatch failure)
+    LakeError::Service {
+        op,
+        location,
+        message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+        source: Box::new(e),
+    }
+}
+
+impl ObjectStore for S3Store {
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), LakeError> {
+        check_key(key)?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .body(body.into())
+            .send()
+            .await
+            .map_err(|e| sdk_err(LakeOp::Put, self.locate(key), e))?;
+        Ok(())
+    }
+
+    async fn put_if_absent(&self, key: &str, body: Vec<u8>) -> Result<bool, LakeError> {
+        check_key(key)?;
+        let r = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .if_none_match("*")
+            .body(body.into())
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            // 412: the object exists. 409: a concurrent conditional write to the same key
+            // is in flight; it will exist, and the caller compares what it holds.
+            // Docs: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html>
+            Err(e)
+                if matches!(
+                    e.raw_response().map(|r| r.status().as_u16()),
+                    Some(412 | 409)
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_err(LakeOp::Put, self.locate(key), e)),
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
+        check_key(key)?;
+        let r = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await;
+        match r {
+            Ok(o) => {
+                let b = o
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| sdk_err(LakeOp::Get, self.locate(key), e))?;
+                Ok(Some(b.into_bytes().to_vec()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(sdk_err(LakeOp::Get, self.locate(key), e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
+        let full = self.full(prefix);
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(full)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_err(LakeOp::List, self.locate(prefix), e))?;
+            for o in page.contents() {
+                if let Some(k) = o.key() {
+                    out.push(k[strip.min(k.len())..].to_string());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn locate(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.full(key))
+    }
+}

@@ -1,0 +1,152 @@
+//! Entry points of the fuzz targets (`fuzz/`, cargo-fuzz) and of their regression
+//! replay (`tests/fuzz_regressions.rs`, plain `cargo test`): each takes arbitrary bytes,
+//! runs one parser the way the handler does, and checks what must hold for any input.
+//! A member account controls these bytes; none of them may panic, loop or allocate
+//! without bound.
+
+use std::sync::Arc;
+
+use resolver::awsauth::{AwsAuth, MapRole};
+
+use crate::handler::{Handler, HandlerConfig, InputRecord};
+use crate::lake::MemoryStore;
+use crate::{audit, decode, extract};
+
+/// Small caps, so a fuzzer's bombs stay cheap.
+const CAP: usize = 1 << 20;
+
+/// gunzip + envelopes (as gzip, and as a plain backfill document), then extraction.
+pub fn decode(data: &[u8]) {
+    for gzip in [true, false] {
+        let (n, d) = decode::decode_record(data, gzip, CAP);
+        assert!(n <= CAP);
+        if let Ok((_, envs)) = d {
+            let x = extract::extract(&envs, extract::Context::new(Some("us-east-1")));
+            assert!(x.rows.len() as u64 <= x.metrics.log_events);
+        }
+    }
+    let _ = decode::peek_owner(data, true);
+}
+
+/// One audit message: parse (or recover), read `user.extra`, encode the row.
+pub fn audit(data: &[u8]) {
+    let Ok(message) = std::str::from_utf8(data) else {
+        return;
+    };
+    let p = audit::parse(message);
+    if let Some(x) = p.event.user.as_ref().and_then(|u| u.extra.as_ref()) {
+        let _ = x.aws();
+        assert!(x.entries().count() <= message.len());
+    }
+    let doc = format!(
+        r#"{{"messageType":"DATA_MESSAGE","owner":"111122223333","logGroup":"/aws/eks/f/cluster","logStream":"kube-apiserver-audit-1","logEvents":[{{"id":"1","timestamp":0,"message":{}}}]}}"#,
+        serde_json::Value::String(message.to_string())
+    );
+    let Ok(envs) = decode::envelopes(doc.as_bytes()) else {
+        return;
+    };
+    let x = extract::extract(&envs, extract::Context::new(None));
+    assert_eq!(x.rows.len(), 1, "every audit-stream event is a row");
+    let index = resolver::SessionIndex::new();
+    let a = crate::attribute::attribute(&index, &x.rows, &mut Default::default());
+    let bytes = crate::encode::audit_parquet(&x.rows, &a, &[0], 0).expect("a row always encodes");
+    assert!(!bytes.is_empty());
+}
+
+/// One bare CloudTrail event, and the same bytes as an S3 log file.
+pub fn cloudtrail(data: &[u8]) {
+    if let Ok(resolver::cloudtrail::Parsed::Sts(s)) = resolver::cloudtrail::parse_event(data) {
+        assert!(!s.event_id.is_empty());
+        if s.error_code.is_some() {
+            assert!(s.access_key_id.is_none(), "a failed call issues nothing");
+        }
+        let _ = resolver::attribute::session_principal(&s);
+    }
+    let _ = resolver::cloudtrail::parse_log_file(data);
+}
+
+/// An aws-auth template (first line) and usernames (the other lines).
+pub fn awsauth(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut lines = text.split('\n');
+    let template = lines.next().unwrap_or("");
+    let Ok(auth) = AwsAuth::from_entries(
+        vec![MapRole {
+            rolearn: "arn:aws:iam::111122223333:role/fuzz".into(),
+            username: Some(template.to_string()),
+            groups: vec![],
+        }],
+        "fuzz",
+    ) else {
+        return;
+    };
+    for user in lines {
+        for r in auth.reverse(user) {
+            if let Some(k) = &r.access_key_id {
+                assert!(user.contains(k.as_str()));
+            }
+        }
+    }
+    let _ = AwsAuth::parse(text, "fuzz");
+}
+
+/// The whole handler on a batch: the bytes as a Firehose event JSON when they parse as
+/// one, else as plain envelope records separated by `\n\x1e`. Every record gets exactly
+/// one answer and the batch never fails (the stores are in memory).
+pub fn handler(data: &[u8]) {
+    let config = HandlerConfig {
+        max_decompressed: CAP,
+        trusted_trails: crate::trust::TrustedTrails::none()
+            .with("999999999999", "aws-cloudtrail-logs-o-example"),
+        budget: crate::handler::Budget {
+            decompressed: 4 * CAP,
+            partitions: 20,
+            lookups: 50,
+        },
+        ..HandlerConfig::default()
+    };
+    let lake = Arc::new(MemoryStore::default());
+    let h = Handler::new(config, lake, resolver::MemorySessionStore::default());
+    if let Ok(ev) = serde_json::from_slice::<crate::firehose::FirehoseEvent>(data) {
+        let (resp, out) = futures::executor::block_on(h.handle_firehose(&ev, 0))
+            .expect("in-memory writes cannot fail");
+        assert_eq!(resp.records.len(), ev.records.len());
+        assert_eq!(out.outcomes.len(), ev.records.len());
+        return;
+    }
+    let records: Vec<InputRecord> = split(data, b"\n\x1e")
+        .enumerate()
+        .map(|(i, r)| InputRecord {
+            record_id: format!("r{i}"),
+            data: r.to_vec(),
+            gzip: false,
+        })
+        .collect();
+    let out = futures::executor::block_on(h.process(&records, Some("us-east-1"), 0))
+        .expect("in-memory writes cannot fail");
+    assert_eq!(out.outcomes.len(), records.len());
+    let m = out.metrics;
+    assert_eq!(
+        m.records_ok + m.records_dropped + m.records_failed,
+        m.records_in
+    );
+}
+
+fn split<'a>(data: &'a [u8], sep: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut rest = Some(data);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        match memchr::memmem::find(r, sep) {
+            Some(i) => {
+                rest = Some(&r[i + sep.len()..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
