@@ -109,33 +109,35 @@ fn io_err(op: LakeOp, p: &Path, source: std::io::Error) -> LakeError {
     }
 }
 
-impl ObjectStore for LocalDir {
-    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), LakeError> {
+impl LocalDir {
+    /// Write `body` to a fresh temporary file beside `key`'s path (unique per process
+    /// and call, so concurrent writers never share one); returns (path, temporary).
+    fn write_beside(&self, key: &str, body: &[u8]) -> Result<(PathBuf, PathBuf), LakeError> {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         check_key(key)?;
         let path = self.root.join(key);
         let dir = path.parent().unwrap_or(&self.root);
         std::fs::create_dir_all(dir).map_err(|e| io_err(LakeOp::Put, dir, e))?;
-        // write then rename: a reader never sees half a Parquet file
         let tmp = dir.join(format!(
-            ".{}.tmp{}",
+            ".{}.tmp{}-{}",
             path.file_name().and_then(|n| n.to_str()).unwrap_or("o"),
-            std::process::id()
+            std::process::id(),
+            SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
-        std::fs::write(&tmp, &body).map_err(|e| io_err(LakeOp::Put, &tmp, e))?;
+        std::fs::write(&tmp, body).map_err(|e| io_err(LakeOp::Put, &tmp, e))?;
+        Ok((path, tmp))
+    }
+}
+
+impl ObjectStore for LocalDir {
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), LakeError> {
+        // write then rename: a reader never sees half a Parquet file
+        let (path, tmp) = self.write_beside(key, &body)?;
         std::fs::rename(&tmp, &path).map_err(|e| io_err(LakeOp::Put, &path, e))
     }
 
     async fn put_if_absent(&self, key: &str, body: Vec<u8>) -> Result<bool, LakeError> {
-        check_key(key)?;
-        let path = self.root.join(key);
-        let dir = path.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(dir).map_err(|e| io_err(LakeOp::Put, dir, e))?;
-        let tmp = dir.join(format!(
-            ".{}.new{}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("o"),
-            std::process::id()
-        ));
-        std::fs::write(&tmp, &body).map_err(|e| io_err(LakeOp::Put, &tmp, e))?;
+        let (path, tmp) = self.write_beside(key, &body)?;
         // a hard link fails if the name exists: atomic create-if-absent, and a reader
         // never sees a half-written object
         let linked = std::fs::hard_link(&tmp, &path);
