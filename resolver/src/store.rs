@@ -306,12 +306,12 @@ impl<T: SessionStore> SessionStore for Arc<T> {
     }
 }
 
-/// The contract every [`SessionStore`] keeps, run against each implementation (memory
-/// here; the lake store over memory, a local directory and S3 in the transformer and
-/// auditlake crates). `store` must be empty. Panics with the broken rule.
-pub async fn contract<S: SessionStore>(store: &S) {
+/// A successful `AssumeRole` by IAM user `name` into role `path/ops` of account
+/// 111122223333, issuing `key` at `at` for one hour: the sessions of the contract, and a
+/// base for other crates' tests.
+pub fn example_session(key: &str, event_id: &str, at: i64, name: &str) -> StsSession {
     use crate::cloudtrail::StsEventName;
-    let session = |key: &str, event_id: &str, at: i64, name: &str| StsSession {
+    StsSession {
         event_time_ms: at,
         event_id: event_id.into(),
         shared_event_id: None,
@@ -340,7 +340,15 @@ pub async fn contract<S: SessionStore>(store: &S) {
         saml_provider_arn: None,
         web_identity_subject: None,
         web_identity_provider: None,
-    };
+    }
+}
+
+/// The contract every [`SessionStore`] keeps, run against each implementation (memory
+/// here; the lake store over memory, a local directory and S3 in the transformer and
+/// auditlake crates). `store` must be empty. Panics with the broken rule.
+pub async fn contract<S: SessionStore>(store: &S) {
+    let session =
+        |key: &str, event_id: &str, at: i64, name: &str| example_session(key, event_id, at, name);
     let a = Arc::new(session("ASIACONTRACTKEYAAA", "ev-a", 1_000_000, "alice"));
     let b = Arc::new(session("ASIACONTRACTKEYBBB", "ev-b", 9_000_000, "alice"));
     let mut failed = session("ASIACONTRACTKEYCCC", "ev-c", 1_000_000, "x");

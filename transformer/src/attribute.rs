@@ -50,15 +50,7 @@ mod tests {
             r#"{"kind":"Event","auditID":"2","user":{"username":"arn:aws:iam::111122223333:user/jdoe"}}"#,
             r#"{"kind":"Event","auditID":"3","user":{"username":"arn:aws:sts::111122223333:assumed-role/r/s","extra":{"accessKeyId":["ASIAUNKNOWN00000"]}}}"#,
         ];
-        let events: Vec<serde_json::Value> = msgs
-            .iter()
-            .enumerate()
-            .map(|(i, m)| serde_json::json!({"id": format!("{i}"), "timestamp": 0, "message": m}))
-            .collect();
-        let json = serde_json::json!({"messageType": "DATA_MESSAGE", "owner": "111122223333",
-            "logGroup": "/aws/eks/prod/cluster", "logStream": "kube-apiserver-audit-1",
-            "logEvents": events})
-        .to_string();
+        let json = crate::testkit::audit_envelope("111122223333", &msgs.map(str::to_string));
         let envs = decode::envelopes(json.as_bytes()).unwrap();
         let x = extract(&envs, crate::extract::Context::new(None));
         let index = SessionIndex::new();

@@ -235,7 +235,8 @@ pub fn gunzip(data: &[u8], cap: usize) -> Result<Vec<u8>, DecodeError> {
         .min(data.len().saturating_mul(1032))
         .max(data.len() * 4);
     let mut out = Vec::with_capacity(hint.min(cap) + 1);
-    let mut dec = flate2::read::MultiGzDecoder::new(data).take(cap as u64 + 1);
+    // bufread: the slice is the buffer (no BufReader copy of the input per record)
+    let mut dec = flate2::bufread::MultiGzDecoder::new(data).take(cap as u64 + 1);
     match dec.read_to_end(&mut out) {
         Ok(_) if out.len() > cap => Err(DecodeError::TooLarge(cap)),
         Ok(_) => Ok(out),
@@ -317,7 +318,7 @@ pub fn peek_owner(data: &[u8], gzip: bool) -> Option<[u8; 12]> {
     const PEEK: usize = 512;
     let mut head = [0u8; PEEK];
     let n = if gzip {
-        let mut d = flate2::read::GzDecoder::new(data);
+        let mut d = flate2::bufread::GzDecoder::new(data);
         let mut n = 0;
         while n < PEEK {
             match d.read(&mut head[n..]) {

@@ -252,14 +252,8 @@ mod tests {
     use crate::decode;
 
     fn env(group: &str, stream: &str, owner: &str, messages: &[&str]) -> String {
-        let events: Vec<serde_json::Value> = messages
-            .iter()
-            .enumerate()
-            .map(|(i, m)| serde_json::json!({"id": format!("{i}"), "timestamp": 1_732_626_427_000i64, "message": m}))
-            .collect();
-        serde_json::json!({"messageType": "DATA_MESSAGE", "owner": owner, "logGroup": group,
-            "logStream": stream, "logEvents": events})
-        .to_string()
+        let m: Vec<String> = messages.iter().map(|s| s.to_string()).collect();
+        crate::testkit::envelope(owner, group, stream, &m)
     }
 
     const AUDIT: &str = r#"{"kind":"Event","auditID":"a1","verb":"get","requestReceivedTimestamp":"2024-11-26T13:07:07.461683Z","user":{"username":"arn:aws:sts::111122223333:assumed-role/ops/alice","extra":{"accessKeyId":["ASIAKEY1"],"arn":["arn:aws:sts::111122223333:assumed-role/ops/alice"]}}}"#;

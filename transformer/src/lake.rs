@@ -200,6 +200,19 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// A valid key, and no injected failure.
+    fn writable(&self, key: &str) -> Result<(), LakeError> {
+        check_key(key)?;
+        if self.fail_puts.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(LakeError::Io {
+                op: LakeOp::Put,
+                location: format!("memory://{key}"),
+                source: std::io::Error::other("injected failure"),
+            });
+        }
+        Ok(())
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
         self.objects
             .lock()
@@ -215,26 +228,12 @@ impl MemoryStore {
 
 impl ObjectStore for MemoryStore {
     async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), LakeError> {
-        check_key(key)?;
-        if self.fail_puts.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(LakeError::Io {
-                op: LakeOp::Put,
-                location: format!("memory://{key}"),
-                source: std::io::Error::other("injected failure"),
-            });
-        }
+        self.writable(key)?;
         self.map().insert(key.to_string(), body);
         Ok(())
     }
     async fn put_if_absent(&self, key: &str, body: Vec<u8>) -> Result<bool, LakeError> {
-        check_key(key)?;
-        if self.fail_puts.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(LakeError::Io {
-                op: LakeOp::Put,
-                location: format!("memory://{key}"),
-                source: std::io::Error::other("injected failure"),
-            });
-        }
+        self.writable(key)?;
         match self.map().entry(key.to_string()) {
             std::collections::btree_map::Entry::Vacant(v) => {
                 v.insert(body);

@@ -25,6 +25,8 @@ pub mod metrics;
 pub mod partition;
 pub mod plan;
 pub mod session_store;
+#[cfg(test)]
+mod testkit;
 pub mod text;
 pub mod trust;
 

@@ -148,46 +148,16 @@ fn from_cache(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use resolver::{MemorySessionStore, StsEventName};
+    use resolver::MemorySessionStore;
 
+    /// alice's session issuing `key`, chained from `caller_key` when given.
     fn session(key: &str, caller_key: Option<&str>) -> StsSession {
-        StsSession {
-            event_time_ms: 0,
-            event_id: format!("ev-{key}"),
-            shared_event_id: None,
-            request_id: None,
-            recipient_account_id: Some("111122223333".into()),
-            event_name: StsEventName::AssumeRole,
-            aws_region: None,
-            source_ip: None,
-            user_agent: None,
-            error_code: None,
-            error_message: None,
-            caller_type: Some(
-                if caller_key.is_some() {
-                    "AssumedRole"
-                } else {
-                    "IAMUser"
-                }
-                .into(),
-            ),
-            caller_arn: None,
-            caller_principal_id: None,
-            caller_account_id: Some("111122223333".into()),
-            caller_access_key_id: caller_key.map(str::to_string),
-            caller_user_name: Some("alice".into()),
-            role_arn: Some("arn:aws:iam::111122223333:role/r".into()),
-            role_session_name: Some("s".into()),
-            source_identity: None,
-            assumed_role_id: None,
-            assumed_role_arn: None,
-            access_key_id: Some(key.into()),
-            expiration_ms: Some(3_600_000),
-            saml_subject: None,
-            saml_provider_arn: None,
-            web_identity_subject: None,
-            web_identity_provider: None,
+        let mut s = resolver::store::example_session(key, &format!("ev-{key}"), 0, "alice");
+        if let Some(k) = caller_key {
+            s.caller_type = Some("AssumedRole".into());
+            s.caller_access_key_id = Some(k.into());
         }
+        s
     }
 
     #[test]

@@ -129,6 +129,7 @@ mod tests {
     use super::*;
     use crate::decode;
     use crate::extract::extract;
+    use crate::testkit::{audit_envelope, event};
 
     #[test]
     fn object_keys_are_deterministic_per_batch_and_partition() {
@@ -150,46 +151,43 @@ mod tests {
     }
 
     fn record_of(owner: &str, days: std::ops::Range<i64>) -> String {
-        let events: Vec<serde_json::Value> = days
+        let messages: Vec<String> = days
             .map(|d| {
                 let at = resolver::time::utc_date(d * DAY_MS) + "T00:00:00Z";
-                let m = serde_json::json!({"kind": "Event", "auditID": format!("{d}"), "requestReceivedTimestamp": at});
-                serde_json::json!({"id": format!("{d}"), "timestamp": 0, "message": m.to_string()})
+                event(
+                    &format!("{d}"),
+                    serde_json::json!({"requestReceivedTimestamp": at}),
+                )
             })
             .collect();
-        serde_json::json!({"messageType": "DATA_MESSAGE", "owner": owner,
-            "logGroup": "/aws/eks/prod/cluster", "logStream": "kube-apiserver-audit-1",
-            "logEvents": events})
-        .to_string()
+        audit_envelope(owner, &messages)
+    }
+
+    /// Which of these records (envelope documents) are over a budget of `max`.
+    fn over(records: &[String], max: usize) -> Vec<bool> {
+        let envs: Vec<_> = records
+            .iter()
+            .map(|j| decode::envelopes(j.as_bytes()).unwrap())
+            .collect();
+        let xs: Vec<_> = envs
+            .iter()
+            .map(|e| extract(e, crate::extract::Context::new(None)))
+            .collect();
+        over_partition_budget(xs.iter().map(|x| x.rows.as_slice()), max)
     }
 
     #[test]
     fn a_record_spreading_over_thousands_of_days_is_over_the_partition_budget() {
-        let jsons = [record(0..2), record(100..3100), record(0..2), record(2..5)];
-        let envs: Vec<_> = jsons
-            .iter()
-            .map(|j| decode::envelopes(j.as_bytes()).unwrap())
-            .collect();
-        let xs: Vec<_> = envs
-            .iter()
-            .map(|e| extract(e, crate::extract::Context::new(None)))
-            .collect();
-        let over = over_partition_budget(xs.iter().map(|x| x.rows.as_slice()), 10);
-        assert_eq!(over, [false, true, false, false]);
-        let over = over_partition_budget(xs.iter().map(|x| x.rows.as_slice()), 4);
-        assert_eq!(over, [false, true, false, true], "2 open + 3 new > 4");
+        let records = [record(0..2), record(100..3100), record(0..2), record(2..5)];
+        assert_eq!(over(&records, 10), [false, true, false, false]);
+        assert_eq!(
+            over(&records, 4),
+            [false, true, false, true],
+            "2 open + 3 new > 4"
+        );
         // another account's records have a budget of their own
-        let jsons = [record(0..4), record_of("444455556666", 0..4), record(4..5)];
-        let envs: Vec<_> = jsons
-            .iter()
-            .map(|j| decode::envelopes(j.as_bytes()).unwrap())
-            .collect();
-        let xs: Vec<_> = envs
-            .iter()
-            .map(|e| extract(e, crate::extract::Context::new(None)))
-            .collect();
-        let over = over_partition_budget(xs.iter().map(|x| x.rows.as_slice()), 4);
-        assert_eq!(over, [false, false, true]);
+        let records = [record(0..4), record_of("444455556666", 0..4), record(4..5)];
+        assert_eq!(over(&records, 4), [false, false, true]);
     }
 
     #[test]
@@ -200,18 +198,17 @@ mod tests {
             "2024-11-26T10:00:01Z",
             "2024-11-26T23:59:59.999Z",
         ];
-        let events: Vec<serde_json::Value> = at
+        let messages: Vec<String> = at
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                let m = serde_json::json!({"kind": "Event", "auditID": format!("{i}"), "requestReceivedTimestamp": t});
-                serde_json::json!({"id": format!("{i}"), "timestamp": 0, "message": m.to_string()})
+                event(
+                    &format!("{i}"),
+                    serde_json::json!({"requestReceivedTimestamp": t}),
+                )
             })
             .collect();
-        let json = serde_json::json!({"messageType": "DATA_MESSAGE", "owner": "111122223333",
-            "logGroup": "/aws/eks/prod/cluster", "logStream": "kube-apiserver-audit-1",
-            "logEvents": events})
-        .to_string();
+        let json = audit_envelope("111122223333", &messages);
         let envs = decode::envelopes(json.as_bytes()).unwrap();
         let x = extract(&envs, crate::extract::Context::new(None));
         let p = audit_partitions(&x.rows, 7);

@@ -102,13 +102,14 @@ mod tests {
     use super::*;
     use crate::decode;
     use crate::extract::extract;
+    use crate::testkit::{audit_envelope, event};
 
     fn rows_json(users: &[(&str, Option<&str>, &str)]) -> String {
         rows_json_of("111122223333", users)
     }
 
     fn rows_json_of(owner: &str, users: &[(&str, Option<&str>, &str)]) -> String {
-        let events: Vec<serde_json::Value> = users
+        let messages: Vec<String> = users
             .iter()
             .enumerate()
             .map(|(i, (user, key, at))| {
@@ -116,15 +117,13 @@ mod tests {
                 if let Some(k) = key {
                     u["extra"] = serde_json::json!({"accessKeyId": [k]});
                 }
-                let m = serde_json::json!({"kind": "Event", "auditID": format!("a{i}"), "user": u,
-                    "requestReceivedTimestamp": at});
-                serde_json::json!({"id": format!("{i}"), "timestamp": 0, "message": m.to_string()})
+                event(
+                    &format!("a{i}"),
+                    serde_json::json!({"user": u, "requestReceivedTimestamp": at}),
+                )
             })
             .collect();
-        serde_json::json!({"messageType": "DATA_MESSAGE", "owner": owner,
-            "logGroup": "/aws/eks/prod/cluster", "logStream": "kube-apiserver-audit-1",
-            "logEvents": events})
-        .to_string()
+        audit_envelope(owner, &messages)
     }
 
     #[test]

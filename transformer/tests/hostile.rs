@@ -66,6 +66,15 @@ fn alice_session() -> Value {
     )
 }
 
+/// Index alice's session through the trusted trail, as an earlier batch would.
+async fn index_alice(h: &TestHandler) {
+    let out = h
+        .process(&[trail_record("t", &[alice_session()])], None, now())
+        .await
+        .unwrap();
+    assert_eq!(out.metrics.sts_sessions, 1);
+}
+
 /// The honest row was written and names alice.
 fn assert_honest_row_names_alice(lake: &transformer::lake::MemoryStore) {
     let rows = rows(&table(lake, "eks_audit"));
@@ -81,9 +90,7 @@ fn results(out: &transformer::BatchOutput) -> Vec<RecordResult> {
 #[tokio::test]
 async fn forged_sts_from_an_untrusted_log_group_is_neither_indexed_nor_written() {
     let (h, lake, store) = handler(HandlerConfig::default());
-    h.process(&[trail_record("t", &[alice_session()])], None, now())
-        .await
-        .unwrap();
+    index_alice(&h).await;
     // the hostile account's own log group, CloudTrail-shaped: a record for alice's key
     // naming mallory, one for a new key, and its claimed recipient is the honest account
     let forged = [
@@ -144,9 +151,7 @@ fn rows_of(lake: &transformer::lake::MemoryStore, t: &str) -> Vec<Value> {
 #[tokio::test]
 async fn a_conflicting_record_for_an_indexed_key_is_counted_and_not_used() {
     let (h, lake, store) = handler(HandlerConfig::default());
-    h.process(&[trail_record("t1", &[alice_session()])], None, now())
-        .await
-        .unwrap();
+    index_alice(&h).await;
     // a different call (another event id) claiming the same key, even from the trusted
     // trail, never replaces the indexed session; a replay of the real one is no conflict
     let other = assume_role(
@@ -211,9 +216,7 @@ async fn a_conflicting_record_for_an_indexed_key_is_counted_and_not_used() {
 #[tokio::test]
 async fn an_event_naming_another_role_than_its_keys_session_names_nobody() {
     let (h, lake, _) = handler(HandlerConfig::default());
-    h.process(&[trail_record("t", &[alice_session()])], None, now())
-        .await
-        .unwrap();
+    index_alice(&h).await;
     // alice's key, but the event says role `admin`: the key's session is of role `ops`
     let forged = audit_record(
         "x",
@@ -253,9 +256,7 @@ async fn non_ascii_and_huge_templated_usernames_do_not_stall_the_batch() {
         aws_auth: Some(auth),
         ..HandlerConfig::default()
     });
-    h.process(&[trail_record("t", &[alice_session()])], None, now())
-        .await
-        .unwrap();
+    index_alice(&h).await;
     let huge = format!("role:111122223333:staff:{}", "x".repeat(200_000));
     let hostile = audit_record(
         "x",
@@ -299,9 +300,7 @@ async fn gzip_bombs_just_under_the_record_cap_cannot_push_out_other_accounts() {
         },
         ..HandlerConfig::default()
     });
-    h.process(&[trail_record("t", &[alice_session()])], None, now())
-        .await
-        .unwrap();
+    index_alice(&h).await;
     // valid envelopes whose one message pads the record to just under the cap
     let pad = cap - 400;
     let doc = cwl_envelope(
@@ -334,9 +333,7 @@ async fn gzip_bombs_just_under_the_record_cap_cannot_push_out_other_accounts() {
 #[tokio::test]
 async fn one_record_spreading_events_over_thousands_of_days_is_failed_back() {
     let (h, lake, _) = handler(HandlerConfig::default());
-    h.process(&[trail_record("t", &[alice_session()])], None, now())
-        .await
-        .unwrap();
+    index_alice(&h).await;
     let day = 86_400_000i64;
     let msgs: Vec<String> = (0..3000)
         .map(|d| {
