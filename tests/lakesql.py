@@ -29,6 +29,8 @@ SHIM = [
     (re.compile(r"\bjson_format\(", re.I), "json("),
     (re.compile(r"\bregexp_like\(", re.I), "regexp_matches("),
     (re.compile(r"\barray_join\(", re.I), "array_to_string("),
+    # Trino's element_at(map, key) is the value (NULL when absent); DuckDB's is a list
+    (re.compile(r"\belement_at\(", re.I), "map_extract_value("),
 ]
 
 

@@ -201,15 +201,57 @@ def _org_batches():
     denied = E.sts("AssumeRole", t, A, E.iam_user(A, "mallory"), None, None, error="AccessDenied", event_id="denied-1")
     denied["errorMessage"] = (f"User: arn:aws:iam::{A}:user/mallory is not authorized to perform: sts:AssumeRole "
                               f"on resource: arn:aws:iam::{A}:role/break-glass")
-    trail = [c1_owner, saml, okta, web, fed, svc, root, c1, c2, c3, failed, denied]
+    trail = [c1_owner, saml, okta, web, fed, svc, root, c1, c2, c3, failed, denied] + _workload_trail(t)
     keys = ["ASIASAML0000000000001", "ASIAOKTA0000000000001", "ASIAWEB00000000000001", "ASIAFED00000000000001",
-            "ASIASVC00000000000001", "ASIAROOT0000000000001", "ASIACHAIN000000000003", "ASIANORECORD00000001"]
+            "ASIASVC00000000000001", "ASIAROOT0000000000001", "ASIACHAIN000000000003", "ASIANORECORD00000001",
+            # v-8 .. v-15: workloads (issue #11) and Identity Center's onBehalfOf
+            "ASIAPOD00000000000001", "ASIAPODHOP0000000001", "ASIAIRSA000000000001", "ASIAIRSAHOP000000001",
+            "ASIAEC2I000000000001", "ASIALAMBDA0000000001", "ASIAECS00000000000001", "ASIAOBO00000000000001"]
     # each event names its key's own session, as aws-iam-authenticator logs it ...
     audits = [E.audit_event(f"v-{i}", "2024-11-26T13:30:00Z", *_logged_identity(trail, k)) for i, k in enumerate(keys)]
     # ... but one names another role than its key's session: 'conflict', nobody named
     audits.append(E.audit_event("v-conflict", "2024-11-26T13:30:00Z", f"arn:aws:sts::{A}:assumed-role/admin/s",
                                 E.assumed_extra(A, "admin", "s", "ASIAOKTA0000000000001")))
     return E.audit_envelope(A, "prod", audits), E.trail_envelope(trail)
+
+
+POD_TAGS = {"eks-cluster-arn": f"arn:aws:eks:us-west-2:{A}:cluster/prod-west", "eks-cluster-name": "prod-west",
+            "kubernetes-namespace": "platform", "kubernetes-service-account": "fleet-operator",
+            "kubernetes-pod-name": "fleet-operator-7c9d8b6f4-x2k4q", "kubernetes-pod-uid": "8d2c6f1e-3a4b-4c5d-9e8f-7a6b5c4d3e2f"}
+IRSA_PROVIDER = f"arn:aws:iam::{A}:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/C1A0B2C3D4E5F607"
+
+
+def _service(t, service, role, session, key, tags=None, event_id=None):
+    e = E.assume_role(t, A, {"type": "AWSService", "invokedBy": service}, f"arn:aws:iam::{A}:role/{role}", session, key,
+                      event_id=event_id or f"svc-{key}")
+    e["sourceIPAddress"] = e["userAgent"] = service
+    if tags:
+        e["requestParameters"]["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
+        e["requestParameters"]["transitiveTagKeys"] = list(tags)
+    return e
+
+
+def _workload_trail(t):
+    """Pod Identity, IRSA (each with a role chained after it), EC2, Lambda, ECS, and a
+    role assumed by a session acting on behalf of an Identity Center user."""
+    pod = _service(t, "pods.eks.amazonaws.com", "fleet-operator", "eks-prod-west-fleet-oper-1", "ASIAPOD00000000000001", POD_TAGS)
+    pod_hop = E.assume_role("2024-11-26T13:01:00Z", A, E.assumed(A, "fleet-operator", "eks-prod-west-fleet-oper-1", "ASIAPOD00000000000001"),
+                            f"arn:aws:iam::{B}:role/eks-admin", "hop", "ASIAPODHOP0000000001", event_id="pod-hop")
+    irsa = E.sts("AssumeRoleWithWebIdentity", t, A, {"type": "WebIdentityUser", "userName": "system:serviceaccount:ci:runner", "identityProvider": IRSA_PROVIDER},
+                 {"roleArn": f"arn:aws:iam::{A}:role/runner", "roleSessionName": "botocore-session-1"},
+                 {"credentials": E.creds("ASIAIRSA000000000001"), "subjectFromWebIdentityToken": "system:serviceaccount:ci:runner",
+                  "provider": IRSA_PROVIDER, "audience": "sts.amazonaws.com"}, event_id="irsa-1")
+    irsa_hop = E.assume_role("2024-11-26T13:01:00Z", A, E.assumed(A, "runner", "botocore-session-1", "ASIAIRSA000000000001"),
+                             f"arn:aws:iam::{A}:role/deployer", "hop", "ASIAIRSAHOP000000001", event_id="irsa-hop")
+    ec2 = _service(t, "ec2.amazonaws.com", "bastion-host", "i-0b7e3c9a1f2d4e6a8", "ASIAEC2I000000000001")
+    fn = _service(t, "lambda.amazonaws.com", "orders-fn", "orders-reconciler", "ASIALAMBDA0000000001")
+    ecs = _service(t, "ecs-tasks.amazonaws.com", "task-role", "8f3e2d1c0b9a48e7a6b5c4d3e2f1a0b9", "ASIAECS00000000000001")
+    obo_caller = E.assumed(A, "DataAnalyst", "alice", "ASIASAML0000000000001")
+    obo_caller["onBehalfOf"] = {"userId": "94482488-3041-7026-18f3-be45837cd0e4",
+                                "identityStoreArn": f"arn:aws:identitystore::{A}:identitystore/d-9067642ac7"}
+    obo = E.assume_role("2024-11-26T13:01:00Z", A, obo_caller, f"arn:aws:iam::{A}:role/eks-viewer", "alice", "ASIAOBO00000000000001",
+                        event_id="obo-1")
+    return [pod, pod_hop, irsa, irsa_hop, ec2, fn, ecs, obo]
 
 
 def _logged_identity(trail, key):
@@ -229,7 +271,7 @@ def _logged_identity(trail, key):
 
 
 ATTR = ["principal_type", "principal_name", "principal_arn", "principal_account_id", "source_identity", "role_chain",
-        "attribution_method", "attribution_status"]
+        "attribution_method", "attribution_status", "principal_cluster", "principal_pod", "principal_user_id"]
 
 
 def test_view_fills_late_attribution_exactly_as_ingest_does(auditlake, tmp_path):
@@ -260,6 +302,27 @@ def test_view_fills_late_attribution_exactly_as_ingest_does(auditlake, tmp_path)
     assert (chain["principal_type"], chain["principal_name"], chain["principal_account_id"], chain["source_identity"]) == ("iam_user", "jdoe", C, "jdoe")
     assert chain["role_chain"] == [f"arn:aws:iam::{B}:role/jump", f"arn:aws:iam::{A}:role/mid", f"arn:aws:iam::{A}:role/eks"]
     assert by_id["v-7"]["attribution_status"] == "pending" and by_id["v-7"]["principal_name"] is None
+    # workloads, directly and through a chained role (the view and ingest agree above)
+    pick = lambda i: tuple(by_id[f"v-{i}"][c] for c in ("principal_type", "principal_name", "principal_cluster", "principal_pod"))
+    assert pick(8) == pick(9) == ("k8s_workload", "platform:fleet-operator", "prod-west", "fleet-operator-7c9d8b6f4-x2k4q")
+    assert by_id["v-8"]["principal_arn"] == POD_TAGS["eks-cluster-arn"]
+    assert by_id["v-9"]["role_chain"] == [f"arn:aws:iam::{A}:role/fleet-operator", f"arn:aws:iam::{B}:role/eks-admin"]
+    assert pick(10) == pick(11) == ("k8s_workload", "ci:runner", None, None)
+    assert by_id["v-10"]["principal_arn"] == IRSA_PROVIDER
+    assert pick(12) == ("ec2_instance", "i-0b7e3c9a1f2d4e6a8", None, None)
+    assert pick(13) == ("aws_service", "lambda:orders-reconciler", None, None)
+    assert pick(14) == ("aws_service", "ecs:8f3e2d1c0b9a48e7a6b5c4d3e2f1a0b9", None, None)
+    assert (by_id["v-15"]["principal_name"], by_id["v-15"]["principal_user_id"]) == ("alice@example.com", "94482488-3041-7026-18f3-be45837cd0e4")
+    assert by_id["v-0"]["principal_user_id"] is None
+    # the issuer map names the IRSA workload's cluster at ingest
+    mapped = tmp_path / "mapped"
+    env = {"AUDITLAKE_OIDC_CLUSTERS": "C1A0B2C3D4E5F607=ci-tools"}
+    invoke(auditlake, E.firehose_event([E.gz(trail)]), mapped, tmp_path, env=env)
+    invoke(auditlake, E.firehose_event([E.gz(audit)]), mapped, tmp_path, env=env)
+    got = lakesql.rows(lakesql.connect(mapped), "SELECT audit_id, principal_cluster FROM eks_audit WHERE audit_id IN ('v-10', 'v-11') ORDER BY 1")
+    assert [r["principal_cluster"] for r in got] == ["ci-tools", "ci-tools"]
+    tags = lakesql.rows(lakesql.connect(mapped), "SELECT element_at(session_tags, 'kubernetes-pod-name') AS pod FROM sts_sessions WHERE access_key_id = 'ASIAPOD00000000000001'")
+    assert tags == [{"pod": "fleet-operator-7c9d8b6f4-x2k4q"}]
     conflict = by_id["v-conflict"]
     assert (conflict["principal_type"], conflict["principal_name"], conflict["attribution_status"], conflict["role_chain"]) == (
         "assumed_role", None, "conflict", [])
@@ -312,8 +375,28 @@ def test_demo_lake_and_incident_report(demo_lake):
     assert f"{total} audit events written" in report
     people = lakesql.rows(con, "SELECT DISTINCT principal_name FROM eks_audit_attributed WHERE attribution_status = 'resolved' ORDER BY 1")
     assert [p["principal_name"] for p in people] == [
-        "alice@example.com", "bob", "dave@example.com", "erin@example.com", "frank", "grace", "henry@example.com",
-        "repo:example/payments:ref:refs/heads/main"]
+        "alice@example.com", "bob", "ci:release-runner", "dave@example.com", "erin@example.com", "frank", "grace", "henry@example.com",
+        "i-0b7e3c9a1f2d4e6a8", "platform:fleet-operator", "repo:example/payments:ref:refs/heads/main"]
+    # workloads are named: the IRSA release job (chained into prod), the Pod Identity
+    # operator of prod-west acting on prod-east, the bastion instance
+    wl = lakesql.rows(con, """SELECT principal_type, principal_name, max(principal_cluster) AS from_cluster, max(principal_pod) AS pod,
+        cluster, count(*) AS n FROM eks_audit_attributed WHERE principal_type IN ('k8s_workload', 'ec2_instance')
+        GROUP BY ALL ORDER BY principal_name""")
+    assert [(w["principal_type"], w["principal_name"], w["from_cluster"], w["pod"], w["cluster"], w["n"]) for w in wl] == [
+        ("k8s_workload", "ci:release-runner", "ci-tools", None, "prod-east", 3),
+        ("ec2_instance", "i-0b7e3c9a1f2d4e6a8", None, None, "prod-east", 12),
+        ("k8s_workload", "platform:fleet-operator", "prod-west", "fleet-operator-7c9d8b6f4-x2k4q", "prod-east", 12)], wl
+    # the release job's first patch was pending at ingest (resolved by the view, which
+    # has no issuer map); the rest were resolved at ingest with the cluster named
+    rel = lakesql.rows(con, """SELECT e.attribution_status AS at_ingest, e.principal_cluster AS ingest_cluster, v.principal_name
+        FROM eks_audit e JOIN eks_audit_attributed v USING (log_group, log_stream, cwl_event_id)
+        WHERE v.principal_name = 'ci:release-runner' ORDER BY e.event_time""")
+    assert [(r["at_ingest"], r["ingest_cluster"]) for r in rel] == [("pending", None), ("resolved", "ci-tools"), ("resolved", "ci-tools")]
+    # every Deployment change in the demo names a person or a workload
+    changes = lakesql.rows(con, """SELECT principal_type, principal_name, count(*) AS n FROM eks_audit_attributed
+        WHERE object_resource = 'deployments' AND verb IN ('create', 'update', 'patch', 'delete') GROUP BY ALL ORDER BY 2""")
+    assert [(c["principal_type"], c["principal_name"]) for c in changes] == [
+        ("k8s_workload", "ci:release-runner"), ("k8s_workload", "platform:fleet-operator"), ("web_identity", "repo:example/payments:ref:refs/heads/main")]
     # nobody is guessed for the shared EKSGetTokenAuth name on the legacy cluster
     amb = lakesql.rows(con, "SELECT count(*) AS n FROM eks_audit WHERE attribution_status = 'ambiguous' AND cluster = 'staging'")
     assert amb[0]["n"] == 15

@@ -305,6 +305,27 @@ def test_08_principal_activity_spans_clusters_and_honours_the_window(lake):
                     principal_arn=BOB_ARN, principal_name="alice@example.com") == []
 
 
+def test_08_principal_activity_names_workloads(lake):
+    con, day = lake
+    # the Pod Identity operator of prod-west, acting on prod-east through an access entry
+    fleet = run_demo(lake, "08_principal_activity.sql", principal_arn=f"arn:aws:eks:us-west-2:{PROD}:cluster/prod-west",
+                     principal_name="platform:fleet-operator", window_start=f"{day} 08:00:00", window_end=f"{day} 16:00:00")
+    assert len(fleet) == 12
+    assert {(r["principal_type"], r["principal_cluster"], r["principal_pod"], r["cluster"], r["resource"], r["subresource"]) for r in fleet} == {
+        ("k8s_workload", "prod-west", "fleet-operator-7c9d8b6f4-x2k4q", "prod-east", "deployments", "scale")}
+    # the bastion instance: no principal ARN, named by its instance id
+    bastion = run_demo(lake, "08_principal_activity.sql", principal_arn="", principal_name="i-0b7e3c9a1f2d4e6a8",
+                       window_start=f"{day} 08:00:00", window_end=f"{day} 16:00:00")
+    assert len(bastion) == 12 and {(r["principal_type"], r["via_role"]) for r in bastion} == {
+        ("ec2_instance", f"arn:aws:iam::{PROD}:role/bastion-host")}
+    # the IRSA release job, chained from tools' release-runner into prod's release-deployer
+    release = run_demo(lake, "08_principal_activity.sql",
+                       principal_arn="arn:aws:iam::444444444444:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/C1A0B2C3D4E5F60718293A4B5C6D7E8F",
+                       principal_name="ci:release-runner", window_start=f"{day} 08:00:00", window_end=f"{day} 16:00:00")
+    assert [(r["verb"], r["resource"], r["name"]) for r in release] == [("patch", "deployments", "orders-api")] * 3
+    assert release[0]["role_chain"] == ["arn:aws:iam::444444444444:role/release-runner", f"arn:aws:iam::{PROD}:role/release-deployer"]
+
+
 # --------------------------------------------------------------------------- synthetic cases
 
 DAY = "2030-01-01"

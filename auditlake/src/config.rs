@@ -1,6 +1,7 @@
 //! Configuration, read once at start into a validated struct. The Lambda and the CLI
 //! read the same variables (DESIGN 4a); a bad value fails start with its name.
 
+use resolver::workload::IssuerClusters;
 use transformer::decode::DEFAULT_MAX_DECOMPRESSED;
 use transformer::handler::Budget;
 use transformer::trust::TrustedTrails;
@@ -23,6 +24,7 @@ pub const ENV_TRUSTED_TRAILS: &str = "AUDITLAKE_TRUSTED_TRAILS";
 pub const ENV_MAX_BATCH_DECOMPRESSED_MB: &str = "AUDITLAKE_MAX_BATCH_DECOMPRESSED_MB";
 pub const ENV_MAX_BATCH_PARTITIONS: &str = "AUDITLAKE_MAX_BATCH_PARTITIONS";
 pub const ENV_MAX_BATCH_LOOKUPS: &str = "AUDITLAKE_MAX_BATCH_LOOKUPS";
+pub const ENV_OIDC_CLUSTERS: &str = "AUDITLAKE_OIDC_CLUSTERS";
 
 /// Where the aws-auth `mapRoles` come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +41,8 @@ pub struct Config {
     pub max_decompressed: usize,
     /// Unset: no trail is trusted (no STS record is indexed).
     pub trusted_trails: TrustedTrails,
+    /// EKS OIDC issuer id -> cluster name, for IRSA workloads (optional).
+    pub issuer_clusters: IssuerClusters,
     pub budget: Budget,
 }
 
@@ -101,6 +105,11 @@ impl Config {
                 why: e.to_string(),
             })?,
         };
+        let issuer_clusters = IssuerClusters::parse(&var(ENV_OIDC_CLUSTERS).unwrap_or_default())
+            .map_err(|e| ConfigError::Invalid {
+                name: ENV_OIDC_CLUSTERS,
+                why: e.to_string(),
+            })?;
         let d = Budget::default();
         let budget = Budget {
             decompressed: number(
@@ -128,6 +137,7 @@ impl Config {
             raw_archive,
             max_decompressed,
             trusted_trails,
+            issuer_clusters,
             budget,
         })
     }

@@ -80,6 +80,7 @@ pub async fn build_handler(config: &Config) -> Result<LakeHandler, StartError> {
         max_decompressed: config.max_decompressed,
         aws_auth,
         trusted_trails: config.trusted_trails.clone(),
+        issuer_clusters: std::sync::Arc::new(config.issuer_clusters.clone()),
         budget: config.budget,
         ..HandlerConfig::default()
     };

@@ -17,6 +17,7 @@ use crate::arn;
 use crate::cloudtrail::{StsEventName, StsSession};
 pub use crate::model::{Attribution, AttributionMethod, AttributionStatus, PrincipalType};
 use crate::model::{Identity, RoleSession};
+use crate::workload::{self, IssuerClusters, Workload};
 
 /// Longest role chain followed. Real chains are short; this bounds crafted input.
 pub const MAX_CHAIN_DEPTH: usize = 16;
@@ -62,7 +63,21 @@ enum Origin {
     Unknown,
 }
 
-fn origin_of(s: &StsSession) -> Origin {
+fn from_workload(w: Workload) -> Attribution<'static> {
+    let mut a = Attribution::bare(
+        w.kind,
+        AttributionMethod::AccessKey,
+        AttributionStatus::Resolved,
+    );
+    a.principal_name = Some(Cow::Owned(w.name));
+    a.principal_arn = w.arn.map(Cow::Owned);
+    a.principal_account_id = w.account.map(Cow::Owned);
+    a.principal_cluster = w.cluster.map(Cow::Owned);
+    a.principal_pod = w.pod.map(Cow::Owned);
+    a
+}
+
+fn origin_of(s: &StsSession, issuers: &IssuerClusters) -> Origin {
     use PrincipalType as P;
     let resolved =
         |t: P| Attribution::bare(t, AttributionMethod::AccessKey, AttributionStatus::Resolved);
@@ -83,6 +98,11 @@ fn origin_of(s: &StsSession) -> Origin {
             a
         }
         StsEventName::AssumeRoleWithWebIdentity => {
+            if let Some(w) = workload::irsa(s, issuers) {
+                let mut a = from_workload(w);
+                a.source_identity = owned(&s.source_identity);
+                return Origin::Principal(a);
+            }
             let mut a = resolved(P::WebIdentity);
             a.principal_name = owned(&s.web_identity_subject);
             a.principal_arn = owned(&s.web_identity_provider);
@@ -107,7 +127,15 @@ fn origin_of(s: &StsSession) -> Origin {
                 Some("AWSAccount") => return Origin::Unknown,
                 Some("IAMUser") => P::IamUser,
                 Some("Root") => P::Root,
-                Some("AWSService") => P::AwsService,
+                Some("AWSService") => {
+                    let service = s.caller_user_name.as_deref().unwrap_or("");
+                    if let Some(w) = workload::service_session(s, service) {
+                        let mut a = from_workload(w);
+                        a.source_identity = owned(&s.source_identity);
+                        return Origin::Principal(a);
+                    }
+                    P::AwsService
+                }
                 Some("FederatedUser") => P::FederatedUser,
                 _ => P::Unknown,
             };
@@ -163,6 +191,7 @@ pub struct SessionIndex {
     by_key: HashMap<String, Arc<StsSession>>,
     by_role_session: HashMap<(String, String), Vec<Arc<StsSession>>>,
     resolved: HashMap<String, Attribution<'static>>,
+    issuers: Arc<IssuerClusters>,
 }
 
 /// Role + `{{SessionName}}` index key of a session.
@@ -178,6 +207,14 @@ pub fn role_session_key(s: &StsSession) -> Option<(String, String)> {
 impl SessionIndex {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An index that names the cluster of IRSA sessions from their token's issuer.
+    pub fn with_issuers(issuers: Arc<IssuerClusters>) -> Self {
+        Self {
+            issuers,
+            ..Self::default()
+        }
     }
 
     /// Add a session that issued credentials. A caller-account copy replaces a role-owner
@@ -225,7 +262,7 @@ impl SessionIndex {
             let Some(s) = self.by_key.get(&cur) else {
                 return Some(cur);
             };
-            match origin_of(s) {
+            match origin_of(s, &self.issuers) {
                 Origin::Chained(next) => cur = next,
                 _ => return None,
             }
@@ -237,6 +274,7 @@ impl SessionIndex {
     fn resolve_key(&self, key: &str) -> Attribution<'static> {
         let mut chain: Vec<Cow<'static, str>> = Vec::new();
         let mut source_identity: Option<String> = None;
+        let mut user_id: Option<String> = None;
         let mut cur = key.to_string();
         let mut seen = HashSet::new();
         for _ in 0..MAX_CHAIN_DEPTH {
@@ -249,16 +287,20 @@ impl SessionIndex {
             if source_identity.is_none() {
                 source_identity = s.source_identity.clone();
             }
+            if user_id.is_none() {
+                user_id = s.on_behalf_of_user_id.clone();
+            }
             if let Some(r) = &s.role_arn {
                 chain.push(Cow::Owned(r.clone()));
             }
-            match origin_of(s) {
+            match origin_of(s, &self.issuers) {
                 Origin::Principal(mut a) => {
                     chain.reverse();
                     a.role_chain = chain;
                     if a.source_identity.is_none() {
                         a.source_identity = source_identity.map(Cow::Owned);
                     }
+                    a.principal_user_id = user_id.map(Cow::Owned);
                     return a;
                 }
                 Origin::Chained(next) => cur = next,

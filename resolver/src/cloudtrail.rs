@@ -73,9 +73,34 @@ pub struct StsSession {
     pub saml_provider_arn: Option<String>,
     pub web_identity_subject: Option<String>,
     pub web_identity_provider: Option<String>,
+    /// `requestParameters.tags` (session tags: EKS Pod Identity sets six), in request
+    /// order, at most [`MAX_SESSION_TAGS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub session_tags: Vec<(String, String)>,
+    /// `userIdentity.onBehalfOf.userId`: the IAM Identity Center user a caller acted for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of_user_id: Option<String>,
+    /// `userIdentity.onBehalfOf.identityStoreArn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of_identity_store_arn: Option<String>,
 }
 
+/// STS accepts at most 50 session tags, keys of 128 and values of 256 characters
+/// (<https://docs.aws.amazon.com/IAM/latest/UserGuide/id_session-tags.html#id_session-tags_know>).
+/// A record with more is not from STS; the rest is dropped, never stored.
+pub const MAX_SESSION_TAGS: usize = 50;
+const MAX_TAG_KEY: usize = 128;
+const MAX_TAG_VALUE: usize = 256;
+
 impl StsSession {
+    /// The value of session tag `key`, if the call set it.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.session_tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The role-owner copy of a cross-account call: its caller is only "an account", so
     /// it cannot be followed further. The caller-account copy is preferred.
     pub fn is_owner_copy(&self) -> bool {
@@ -156,6 +181,16 @@ struct UserIdentity {
     user_name: Option<String>,
     invoked_by: Option<String>,
     session_context: Option<SessionContext>,
+    on_behalf_of: Option<OnBehalfOf>,
+}
+
+/// Identity Center trusted identity propagation: the user a session acted for.
+/// Docs: <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-user-identity.html>
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OnBehalfOf {
+    user_id: Option<String>,
+    identity_store_arn: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -182,6 +217,16 @@ struct RequestParameters {
     /// GetFederationToken: the federated user's name.
     name: Option<String>,
     duration_seconds: Option<NumOrString>,
+    /// Session tags, `[{"key": .., "value": ..}]`.
+    tags: Option<Vec<Tag>>,
+}
+
+#[derive(Deserialize)]
+struct Tag {
+    #[serde(alias = "Key")]
+    key: Option<String>,
+    #[serde(alias = "Value")]
+    value: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -293,6 +338,7 @@ fn from_record(r: Record) -> Result<Parsed, CloudTrailError> {
         caller_key,
         caller_user,
         ctx_source_identity,
+        on_behalf_of,
     ) = match ui {
         Some(u) => {
             let (issuer_name, ctx_si) = match u.session_context {
@@ -310,22 +356,42 @@ fn from_record(r: Record) -> Result<Parsed, CloudTrailError> {
                 u.access_key_id,
                 u.user_name.or(issuer_name).or(u.invoked_by),
                 ctx_si,
+                u.on_behalf_of,
             )
         }
+        None => (None, None, None, None, None, None, None, None),
+    };
+    let (
+        role_arn,
+        role_session_name,
+        req_source_identity,
+        principal_arn,
+        fed_name,
+        duration_s,
+        tags,
+    ) = match req {
+        Some(q) => (
+            q.role_arn,
+            q.role_session_name,
+            q.source_identity,
+            q.principal_arn,
+            q.name,
+            q.duration_seconds.and_then(|d| d.as_i64()),
+            q.tags,
+        ),
         None => (None, None, None, None, None, None, None),
     };
-    let (role_arn, role_session_name, req_source_identity, principal_arn, fed_name, duration_s) =
-        match req {
-            Some(q) => (
-                q.role_arn,
-                q.role_session_name,
-                q.source_identity,
-                q.principal_arn,
-                q.name,
-                q.duration_seconds.and_then(|d| d.as_i64()),
-            ),
-            None => (None, None, None, None, None, None),
-        };
+    let session_tags = tags
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+        .filter(|(k, v)| !k.is_empty() && k.len() <= MAX_TAG_KEY && v.len() <= MAX_TAG_VALUE)
+        .take(MAX_SESSION_TAGS)
+        .collect();
+    let (on_behalf_of_user_id, on_behalf_of_identity_store_arn) = match on_behalf_of {
+        Some(o) => (o.user_id, o.identity_store_arn),
+        None => (None, None),
+    };
     let mut s = StsSession {
         event_time_ms,
         event_id,
@@ -355,6 +421,9 @@ fn from_record(r: Record) -> Result<Parsed, CloudTrailError> {
         saml_provider_arn: principal_arn,
         web_identity_subject: None,
         web_identity_provider: None,
+        session_tags,
+        on_behalf_of_user_id,
+        on_behalf_of_identity_store_arn,
     };
     let mut resp_source_identity = None;
     if let Some(resp) = resp {

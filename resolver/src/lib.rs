@@ -12,6 +12,7 @@ pub mod identity;
 pub mod model;
 pub mod store;
 pub mod time;
+pub mod workload;
 
 pub use attribute::{
     Attribution, AttributionMethod, AttributionStatus, PrincipalType, SessionIndex,

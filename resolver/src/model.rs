@@ -36,6 +36,10 @@ str_enum!(
         AssumedRole => "assumed_role",
         Anonymous => "anonymous",
         K8sServiceAccount => "k8s_service_account",
+        // a pod acting through AWS (EKS Pod Identity, IRSA), named `<namespace>:<sa>`
+        K8sWorkload => "k8s_workload",
+        // an EC2 instance profile session, named by instance id
+        Ec2Instance => "ec2_instance",
         K8sSystem => "k8s_system",
         Unknown => "unknown",
     }
@@ -73,6 +77,13 @@ pub struct Attribution<'a> {
     pub role_chain: Vec<Cow<'a, str>>,
     pub method: AttributionMethod,
     pub status: AttributionStatus,
+    /// Workloads: the EKS cluster the pod runs in (Pod Identity tags; IRSA issuer map).
+    pub principal_cluster: Option<Cow<'a, str>>,
+    /// Workloads: the pod (Pod Identity's `kubernetes-pod-name` tag).
+    pub principal_pod: Option<Cow<'a, str>>,
+    /// The IAM Identity Center user id (`userIdentity.onBehalfOf.userId`), to join with
+    /// the identity store.
+    pub principal_user_id: Option<Cow<'a, str>>,
 }
 
 impl<'a> Attribution<'a> {
@@ -90,6 +101,31 @@ impl<'a> Attribution<'a> {
             role_chain: Vec::new(),
             method,
             status,
+            principal_cluster: None,
+            principal_pod: None,
+            principal_user_id: None,
+        }
+    }
+
+    /// The same attribution with every borrowed value copied.
+    pub fn into_owned(self) -> Attribution<'static> {
+        let o = |c: Option<Cow<'_, str>>| c.map(|c| Cow::Owned(c.into_owned()));
+        Attribution {
+            principal_type: self.principal_type,
+            principal_name: o(self.principal_name),
+            principal_arn: o(self.principal_arn),
+            principal_account_id: o(self.principal_account_id),
+            source_identity: o(self.source_identity),
+            role_chain: self
+                .role_chain
+                .into_iter()
+                .map(|c| Cow::Owned(c.into_owned()))
+                .collect(),
+            method: self.method,
+            status: self.status,
+            principal_cluster: o(self.principal_cluster),
+            principal_pod: o(self.principal_pod),
+            principal_user_id: o(self.principal_user_id),
         }
     }
 
@@ -109,6 +145,7 @@ impl<'a> Attribution<'a> {
             && self.principal_name == o.principal_name
             && self.principal_arn == o.principal_arn
             && self.principal_account_id == o.principal_account_id
+            && self.principal_cluster == o.principal_cluster
     }
 }
 

@@ -340,6 +340,9 @@ pub fn example_session(key: &str, event_id: &str, at: i64, name: &str) -> StsSes
         saml_provider_arn: None,
         web_identity_subject: None,
         web_identity_provider: None,
+        session_tags: Vec::new(),
+        on_behalf_of_user_id: None,
+        on_behalf_of_identity_store_arn: None,
     }
 }
 

@@ -125,22 +125,7 @@ fn by_username(
 }
 
 fn into_static(a: Attribution<'_>) -> Attribution<'static> {
-    let o =
-        |c: Option<std::borrow::Cow<'_, str>>| c.map(|c| std::borrow::Cow::Owned(c.into_owned()));
-    Attribution {
-        principal_type: a.principal_type,
-        principal_name: o(a.principal_name),
-        principal_arn: o(a.principal_arn),
-        principal_account_id: o(a.principal_account_id),
-        source_identity: o(a.source_identity),
-        role_chain: a
-            .role_chain
-            .into_iter()
-            .map(|c| std::borrow::Cow::Owned(c.into_owned()))
-            .collect(),
-        method: a.method,
-        status: a.status,
-    }
+    a.into_owned()
 }
 
 fn who<'a>(a: &'a Attribution<'_>) -> (P, Option<&'a str>, S, M) {
@@ -270,9 +255,10 @@ fn saml_identity_center_web_identity_root_service_and_federated_users() {
             Some("arn:aws:iam::111122223333:root"),
         ),
         (
+            // an instance profile session: the instance is the principal (issue #11)
             "ASIASVC0000000000001",
-            P::AwsService,
-            Some("ec2.amazonaws.com"),
+            P::Ec2Instance,
+            Some("i-0123456789abcdef0"),
             None,
         ),
         (

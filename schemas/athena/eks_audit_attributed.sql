@@ -8,7 +8,7 @@ WITH sessions AS (
   SELECT access_key_id, event_name, caller_type, caller_arn, caller_account_id,
          caller_access_key_id, caller_user_name, role_arn, role_session_name,
          assumed_role_arn, source_identity, saml_subject, saml_provider_arn,
-         web_identity_subject, web_identity_provider
+         web_identity_subject, web_identity_provider, session_tags, on_behalf_of_user_id
   FROM (
     SELECT *,
       row_number() OVER (
@@ -74,6 +74,9 @@ hops AS (
     e.role_chain,
     e.attribution_method,
     e.attribution_status,
+    e.principal_cluster,
+    e.principal_pod,
+    e.principal_user_id,
     e.parse_status,
     e.raw_message,
     e.dt,
@@ -89,6 +92,8 @@ hops AS (
     s1.saml_provider_arn AS s1_saml_provider_arn,
     s1.web_identity_subject AS s1_web_identity_subject,
     s1.web_identity_provider AS s1_web_identity_provider,
+    s1.session_tags AS s1_session_tags,
+    s1.on_behalf_of_user_id AS s1_on_behalf_of_user_id,
     s2.event_name AS s2_event_name,
     s2.caller_type AS s2_caller_type,
     s2.caller_arn AS s2_caller_arn,
@@ -101,6 +106,8 @@ hops AS (
     s2.saml_provider_arn AS s2_saml_provider_arn,
     s2.web_identity_subject AS s2_web_identity_subject,
     s2.web_identity_provider AS s2_web_identity_provider,
+    s2.session_tags AS s2_session_tags,
+    s2.on_behalf_of_user_id AS s2_on_behalf_of_user_id,
     s3.event_name AS s3_event_name,
     s3.caller_type AS s3_caller_type,
     s3.caller_arn AS s3_caller_arn,
@@ -113,6 +120,8 @@ hops AS (
     s3.saml_provider_arn AS s3_saml_provider_arn,
     s3.web_identity_subject AS s3_web_identity_subject,
     s3.web_identity_provider AS s3_web_identity_provider,
+    s3.session_tags AS s3_session_tags,
+    s3.on_behalf_of_user_id AS s3_on_behalf_of_user_id,
     s1.source_identity AS s1_source_identity,
     -- the key's session must be of the role the event names (extra.arn,
     -- extra.canonicalArn), else the row names nobody: status 'conflict'
@@ -166,13 +175,37 @@ origins AS (
     CASE origin_hop WHEN 1 THEN s1_saml_subject WHEN 2 THEN s2_saml_subject WHEN 3 THEN s3_saml_subject END AS o_saml_subject,
     CASE origin_hop WHEN 1 THEN s1_saml_provider_arn WHEN 2 THEN s2_saml_provider_arn WHEN 3 THEN s3_saml_provider_arn END AS o_saml_provider_arn,
     CASE origin_hop WHEN 1 THEN s1_web_identity_subject WHEN 2 THEN s2_web_identity_subject WHEN 3 THEN s3_web_identity_subject END AS o_web_identity_subject,
-    CASE origin_hop WHEN 1 THEN s1_web_identity_provider WHEN 2 THEN s2_web_identity_provider WHEN 3 THEN s3_web_identity_provider END AS o_web_identity_provider
+    CASE origin_hop WHEN 1 THEN s1_web_identity_provider WHEN 2 THEN s2_web_identity_provider WHEN 3 THEN s3_web_identity_provider END AS o_web_identity_provider,
+    CASE origin_hop WHEN 1 THEN s1_session_tags WHEN 2 THEN s2_session_tags WHEN 3 THEN s3_session_tags END AS o_session_tags,
+    CASE origin_hop WHEN 1 THEN s1_on_behalf_of_user_id WHEN 2 THEN s2_on_behalf_of_user_id WHEN 3 THEN s3_on_behalf_of_user_id END AS o_on_behalf_of_user_id
   FROM hops
 ),
-decided AS (
+workloads AS (
   SELECT origins.*,
-    (origin_hop IS NOT NULL AND COALESCE(o_caller_type, '') <> 'AWSAccount') AS view_resolves
+    CASE
+      WHEN o_event_name = 'AssumeRoleWithWebIdentity'
+       AND regexp_like(o_web_identity_provider, '(^|/)oidc\.eks\.[^/]+\.amazonaws\.com(\.cn)?/id/[A-Za-z0-9]{1,64}$')
+       AND regexp_like(o_web_identity_subject, '^system:serviceaccount:[a-z0-9.-]{1,253}:[a-z0-9.-]{1,253}$') THEN 'irsa'
+      WHEN o_event_name <> 'AssumeRole' OR COALESCE(o_caller_type, '') <> 'AWSService' THEN NULL
+      WHEN o_caller_user_name = 'pods.eks.amazonaws.com'
+       AND regexp_like(element_at(o_session_tags, 'kubernetes-namespace'), '^[a-z0-9.-]{1,253}$')
+       AND regexp_like(element_at(o_session_tags, 'kubernetes-service-account'), '^[a-z0-9.-]{1,253}$') THEN 'pod_identity'
+      WHEN o_caller_user_name = 'ec2.amazonaws.com'
+       AND regexp_like(o_role_session_name, '^i-([0-9a-fA-F]{8}|[0-9a-fA-F]{17})$') THEN 'ec2'
+      WHEN o_caller_user_name = 'lambda.amazonaws.com'
+       AND regexp_like(o_role_session_name, '^[A-Za-z0-9_-]{1,64}$') THEN 'lambda'
+      WHEN o_caller_user_name = 'ecs-tasks.amazonaws.com'
+       AND regexp_like(o_role_session_name, '^[A-Za-z0-9_-]{1,64}$') THEN 'ecs'
+    END AS o_workload
   FROM origins
+),
+decided AS (
+  SELECT workloads.*,
+    CASE WHEN regexp_like(element_at(o_session_tags, 'eks-cluster-arn'),
+      '^arn:aws[^:]*:eks:[^:]*:[0-9]{12}:cluster/[A-Za-z0-9][A-Za-z0-9_-]{0,99}$')
+      THEN element_at(o_session_tags, 'eks-cluster-arn') END AS o_cluster_arn,
+    (origin_hop IS NOT NULL AND COALESCE(o_caller_type, '') <> 'AWSAccount') AS view_resolves
+  FROM workloads
 )
 SELECT
   account_id,
@@ -219,6 +252,8 @@ SELECT
   aws_session_name,
   aws_principal_id,
   CASE WHEN role_conflict THEN 'assumed_role' WHEN view_resolves THEN CASE
+      WHEN o_workload IN ('irsa', 'pod_identity') THEN 'k8s_workload'
+      WHEN o_workload = 'ec2' THEN 'ec2_instance'
       WHEN o_event_name = 'AssumeRoleWithSAML' AND strpos(o_saml_provider_arn, ':saml-provider/AWSSSO_') > 0 THEN 'identity_center_user'
       WHEN o_event_name = 'AssumeRoleWithSAML' THEN 'saml_user'
       WHEN o_event_name = 'AssumeRoleWithWebIdentity' THEN 'web_identity'
@@ -229,18 +264,26 @@ SELECT
       WHEN o_caller_type = 'FederatedUser' THEN 'federated_user'
       ELSE 'unknown' END ELSE principal_type END AS principal_type,
   CASE WHEN role_conflict THEN NULL WHEN view_resolves THEN CASE
+      WHEN o_workload = 'irsa' THEN substr(o_web_identity_subject, 23)
+      WHEN o_workload = 'pod_identity' THEN element_at(o_session_tags, 'kubernetes-namespace') || ':' || element_at(o_session_tags, 'kubernetes-service-account')
+      WHEN o_workload = 'ec2' THEN o_role_session_name
+      WHEN o_workload = 'lambda' THEN 'lambda:' || o_role_session_name
+      WHEN o_workload = 'ecs' THEN 'ecs:' || o_role_session_name
       WHEN o_event_name = 'AssumeRoleWithSAML' THEN o_saml_subject
       WHEN o_event_name = 'AssumeRoleWithWebIdentity' THEN o_web_identity_subject
       WHEN o_event_name = 'GetFederationToken' THEN o_role_session_name
       WHEN o_caller_type = 'Root' THEN 'root'
       ELSE o_caller_user_name END ELSE principal_name END AS principal_name,
   CASE WHEN role_conflict THEN NULL WHEN view_resolves THEN CASE
+      WHEN o_workload = 'pod_identity' THEN o_cluster_arn
       WHEN o_event_name = 'AssumeRoleWithSAML' THEN o_saml_provider_arn
       WHEN o_event_name = 'AssumeRoleWithWebIdentity' THEN o_web_identity_provider
       WHEN o_event_name = 'GetFederationToken' THEN o_assumed_role_arn
       WHEN o_caller_type = 'AWSService' THEN NULL
       ELSE o_caller_arn END ELSE principal_arn END AS principal_arn,
   CASE WHEN role_conflict THEN NULL WHEN view_resolves THEN CASE
+      WHEN o_workload = 'pod_identity' THEN COALESCE(split_part(o_cluster_arn, ':', 5), split_part(o_role_arn, ':', 5))
+      WHEN o_workload IS NOT NULL THEN split_part(o_role_arn, ':', 5)
       WHEN o_event_name IN ('AssumeRoleWithSAML', 'AssumeRoleWithWebIdentity') THEN split_part(o_role_arn, ':', 5)
       WHEN o_caller_type = 'AWSService' THEN NULL
       ELSE o_caller_account_id END ELSE principal_account_id END AS principal_account_id,
@@ -251,6 +294,13 @@ SELECT
       WHEN 3 THEN ARRAY[s3_role_arn, s2_role_arn, s1_role_arn] END ELSE role_chain END AS role_chain,
   CASE WHEN role_conflict THEN 'access_key' WHEN view_resolves THEN 'access_key' ELSE attribution_method END AS attribution_method,
   CASE WHEN role_conflict THEN 'conflict' WHEN view_resolves THEN 'resolved' ELSE attribution_status END AS attribution_status,
+  CASE WHEN role_conflict THEN NULL WHEN view_resolves THEN CASE WHEN o_workload = 'pod_identity' THEN COALESCE(
+        CASE WHEN regexp_like(element_at(o_session_tags, 'eks-cluster-name'), '^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$')
+          THEN element_at(o_session_tags, 'eks-cluster-name') END,
+        regexp_extract(o_cluster_arn, 'cluster/([^/]+)$', 1)) END ELSE principal_cluster END AS principal_cluster,
+  CASE WHEN role_conflict THEN NULL WHEN view_resolves THEN CASE WHEN o_workload = 'pod_identity' AND regexp_like(element_at(o_session_tags, 'kubernetes-pod-name'), '^[a-z0-9.-]{1,253}$')
+      THEN element_at(o_session_tags, 'kubernetes-pod-name') END ELSE principal_pod END AS principal_pod,
+  CASE WHEN role_conflict THEN NULL WHEN view_resolves THEN COALESCE(s1_on_behalf_of_user_id, s2_on_behalf_of_user_id, s3_on_behalf_of_user_id) ELSE principal_user_id END AS principal_user_id,
   parse_status,
   raw_message,
   dt

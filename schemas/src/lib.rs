@@ -93,14 +93,17 @@ pub const EKS_AUDIT: &[Column] = &[
     col("aws_session_name", Str, "user.extra.sessionName (raw)"),
     col("aws_principal_id", Str, "user.extra.principalId"),
     // attribution
-    col("principal_type", Str, "iam_user, saml_user, identity_center_user, web_identity, federated_user, aws_service, root, aws_account, assumed_role, anonymous, k8s_service_account, k8s_system, unknown"),
-    col("principal_name", Str, "user name, SAML subject, web identity subject, service account, ..."),
-    col("principal_arn", Str, "IAM user / root / federated user ARN; identity provider ARN for SAML and web identity"),
+    col("principal_type", Str, "iam_user, saml_user, identity_center_user, web_identity, federated_user, k8s_workload, ec2_instance, aws_service, root, assumed_role, anonymous, k8s_service_account, k8s_system, unknown"),
+    col("principal_name", Str, "user name, SAML subject, web identity subject, <namespace>:<service account>, instance id, lambda:<function>, ..."),
+    col("principal_arn", Str, "IAM user / root / federated user ARN; identity provider ARN for SAML, web identity and IRSA; cluster ARN for Pod Identity"),
     col("principal_account_id", Str, "account of the originating principal"),
     col("source_identity", Str, "STS source identity carried through the role chain"),
     col("role_chain", StrList, "role ARNs from the first assumed role to the last"),
     col("attribution_method", Str, "access_key, session_name, direct, none"),
     col("attribution_status", Str, "resolved, pending, ambiguous, conflict (the key belongs to a session of another role than the event names), not_applicable"),
+    col("principal_cluster", Str, "k8s_workload: the EKS cluster the pod runs in (Pod Identity tags, or the IRSA issuer map)"),
+    col("principal_pod", Str, "k8s_workload via Pod Identity: the pod name"),
+    col("principal_user_id", Str, "IAM Identity Center user id (userIdentity.onBehalfOf.userId) of the person"),
     // quality
     col("parse_status", Str, "ok, truncated, invalid"),
     col("raw_message", Str, "the CloudWatch message, only when parse_status is not ok"),
@@ -185,6 +188,21 @@ pub const STS_SESSIONS: &[Column] = &[
         "responseElements.subjectFromWebIdentityToken",
     ),
     col("web_identity_provider", Str, "responseElements.provider"),
+    col(
+        "session_tags",
+        StrMap,
+        "requestParameters.tags (EKS Pod Identity: eks-cluster-name, kubernetes-namespace, kubernetes-service-account, kubernetes-pod-name, ...)",
+    ),
+    col(
+        "on_behalf_of_user_id",
+        Str,
+        "userIdentity.onBehalfOf.userId (IAM Identity Center user)",
+    ),
+    col(
+        "on_behalf_of_identity_store_arn",
+        Str,
+        "userIdentity.onBehalfOf.identityStoreArn",
+    ),
 ];
 
 /// A lake table: its name, folder under the lake root, and columns.

@@ -20,6 +20,9 @@ const FILLED: &[&str] = &[
     "role_chain",
     "attribution_method",
     "attribution_status",
+    "principal_cluster",
+    "principal_pod",
+    "principal_user_id",
 ];
 
 /// Session columns carried from the origin hop.
@@ -36,6 +39,8 @@ const ORIGIN_FIELDS: &[&str] = &[
     "saml_provider_arn",
     "web_identity_subject",
     "web_identity_provider",
+    "session_tags",
+    "on_behalf_of_user_id",
 ];
 
 fn origin_pick(field: &str) -> String {
@@ -56,10 +61,36 @@ fn hop_fields() -> String {
     v.join(",\n")
 }
 
+/// Which workload a service-started origin session names (`resolver::workload`):
+/// 'irsa', 'pod_identity', 'ec2', 'lambda', 'ecs', or NULL. The patterns are the naming
+/// rules the resolver checks.
+const WORKLOAD_KIND: &str = r"CASE
+      WHEN o_event_name = 'AssumeRoleWithWebIdentity'
+       AND regexp_like(o_web_identity_provider, '(^|/)oidc\.eks\.[^/]+\.amazonaws\.com(\.cn)?/id/[A-Za-z0-9]{1,64}$')
+       AND regexp_like(o_web_identity_subject, '^system:serviceaccount:[a-z0-9.-]{1,253}:[a-z0-9.-]{1,253}$') THEN 'irsa'
+      WHEN o_event_name <> 'AssumeRole' OR COALESCE(o_caller_type, '') <> 'AWSService' THEN NULL
+      WHEN o_caller_user_name = 'pods.eks.amazonaws.com'
+       AND regexp_like(element_at(o_session_tags, 'kubernetes-namespace'), '^[a-z0-9.-]{1,253}$')
+       AND regexp_like(element_at(o_session_tags, 'kubernetes-service-account'), '^[a-z0-9.-]{1,253}$') THEN 'pod_identity'
+      WHEN o_caller_user_name = 'ec2.amazonaws.com'
+       AND regexp_like(o_role_session_name, '^i-([0-9a-fA-F]{8}|[0-9a-fA-F]{17})$') THEN 'ec2'
+      WHEN o_caller_user_name = 'lambda.amazonaws.com'
+       AND regexp_like(o_role_session_name, '^[A-Za-z0-9_-]{1,64}$') THEN 'lambda'
+      WHEN o_caller_user_name = 'ecs-tasks.amazonaws.com'
+       AND regexp_like(o_role_session_name, '^[A-Za-z0-9_-]{1,64}$') THEN 'ecs'
+    END";
+
+/// A Pod Identity session's `eks-cluster-arn` tag, if it is a cluster ARN.
+const CLUSTER_ARN: &str = r"CASE WHEN regexp_like(element_at(o_session_tags, 'eks-cluster-arn'),
+      '^arn:aws[^:]*:eks:[^:]*:[0-9]{12}:cluster/[A-Za-z0-9][A-Za-z0-9_-]{0,99}$')
+      THEN element_at(o_session_tags, 'eks-cluster-arn') END";
+
 fn filled_expr(col: &str) -> &'static str {
     match col {
         "principal_type" => {
             "CASE
+      WHEN o_workload IN ('irsa', 'pod_identity') THEN 'k8s_workload'
+      WHEN o_workload = 'ec2' THEN 'ec2_instance'
       WHEN o_event_name = 'AssumeRoleWithSAML' AND strpos(o_saml_provider_arn, ':saml-provider/AWSSSO_') > 0 THEN 'identity_center_user'
       WHEN o_event_name = 'AssumeRoleWithSAML' THEN 'saml_user'
       WHEN o_event_name = 'AssumeRoleWithWebIdentity' THEN 'web_identity'
@@ -72,6 +103,11 @@ fn filled_expr(col: &str) -> &'static str {
         }
         "principal_name" => {
             "CASE
+      WHEN o_workload = 'irsa' THEN substr(o_web_identity_subject, 23)
+      WHEN o_workload = 'pod_identity' THEN element_at(o_session_tags, 'kubernetes-namespace') || ':' || element_at(o_session_tags, 'kubernetes-service-account')
+      WHEN o_workload = 'ec2' THEN o_role_session_name
+      WHEN o_workload = 'lambda' THEN 'lambda:' || o_role_session_name
+      WHEN o_workload = 'ecs' THEN 'ecs:' || o_role_session_name
       WHEN o_event_name = 'AssumeRoleWithSAML' THEN o_saml_subject
       WHEN o_event_name = 'AssumeRoleWithWebIdentity' THEN o_web_identity_subject
       WHEN o_event_name = 'GetFederationToken' THEN o_role_session_name
@@ -80,6 +116,7 @@ fn filled_expr(col: &str) -> &'static str {
         }
         "principal_arn" => {
             "CASE
+      WHEN o_workload = 'pod_identity' THEN o_cluster_arn
       WHEN o_event_name = 'AssumeRoleWithSAML' THEN o_saml_provider_arn
       WHEN o_event_name = 'AssumeRoleWithWebIdentity' THEN o_web_identity_provider
       WHEN o_event_name = 'GetFederationToken' THEN o_assumed_role_arn
@@ -88,9 +125,24 @@ fn filled_expr(col: &str) -> &'static str {
         }
         "principal_account_id" => {
             "CASE
+      WHEN o_workload = 'pod_identity' THEN COALESCE(split_part(o_cluster_arn, ':', 5), split_part(o_role_arn, ':', 5))
+      WHEN o_workload IS NOT NULL THEN split_part(o_role_arn, ':', 5)
       WHEN o_event_name IN ('AssumeRoleWithSAML', 'AssumeRoleWithWebIdentity') THEN split_part(o_role_arn, ':', 5)
       WHEN o_caller_type = 'AWSService' THEN NULL
       ELSE o_caller_account_id END"
+        }
+        "principal_cluster" => {
+            "CASE WHEN o_workload = 'pod_identity' THEN COALESCE(
+        CASE WHEN regexp_like(element_at(o_session_tags, 'eks-cluster-name'), '^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$')
+          THEN element_at(o_session_tags, 'eks-cluster-name') END,
+        regexp_extract(o_cluster_arn, 'cluster/([^/]+)$', 1)) END"
+        }
+        "principal_pod" => {
+            "CASE WHEN o_workload = 'pod_identity' AND regexp_like(element_at(o_session_tags, 'kubernetes-pod-name'), '^[a-z0-9.-]{1,253}$')
+      THEN element_at(o_session_tags, 'kubernetes-pod-name') END"
+        }
+        "principal_user_id" => {
+            "COALESCE(s1_on_behalf_of_user_id, s2_on_behalf_of_user_id, s3_on_behalf_of_user_id)"
         }
         "source_identity" => "COALESCE(s1_source_identity, source_identity)",
         "role_chain" => {
@@ -164,7 +216,7 @@ WITH sessions AS (
   SELECT access_key_id, event_name, caller_type, caller_arn, caller_account_id,
          caller_access_key_id, caller_user_name, role_arn, role_session_name,
          assumed_role_arn, source_identity, saml_subject, saml_provider_arn,
-         web_identity_subject, web_identity_provider
+         web_identity_subject, web_identity_provider, session_tags, on_behalf_of_user_id
   FROM (
     SELECT *,
       row_number() OVER (
@@ -210,10 +262,16 @@ origins AS (
 {origin}
   FROM hops
 ),
-decided AS (
+workloads AS (
   SELECT origins.*,
-    (origin_hop IS NOT NULL AND COALESCE(o_caller_type, '') <> 'AWSAccount') AS view_resolves
+    {workload_kind} AS o_workload
   FROM origins
+),
+decided AS (
+  SELECT workloads.*,
+    {cluster_arn} AS o_cluster_arn,
+    (origin_hop IS NOT NULL AND COALESCE(o_caller_type, '') <> 'AWSAccount') AS view_resolves
+  FROM workloads
 )
 SELECT
 {out}
@@ -226,6 +284,8 @@ FROM decided;
         s1_role = principal_key("role_arn"),
         hop_fields = hop_fields(),
         origin = origin.join(",\n"),
+        workload_kind = WORKLOAD_KIND,
+        cluster_arn = CLUSTER_ARN,
         out = out_cols.join(",\n"),
     )
 }

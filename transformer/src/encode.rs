@@ -415,6 +415,8 @@ mod col {
         PRINCIPAL_ARN => "principal_arn", PRINCIPAL_ACCOUNT_ID => "principal_account_id",
         SOURCE_IDENTITY => "source_identity", ROLE_CHAIN => "role_chain",
         ATTRIBUTION_METHOD => "attribution_method", ATTRIBUTION_STATUS => "attribution_status",
+        PRINCIPAL_CLUSTER => "principal_cluster", PRINCIPAL_POD => "principal_pod",
+        PRINCIPAL_USER_ID => "principal_user_id",
         PARSE_STATUS => "parse_status", RAW_MESSAGE => "raw_message",
     }
 }
@@ -537,6 +539,9 @@ impl AuditBuilder {
         chain.append(true);
         c.s(ATTRIBUTION_METHOD).append_value(a.method.as_str());
         c.s(ATTRIBUTION_STATUS).append_value(a.status.as_str());
+        c.opt(PRINCIPAL_CLUSTER, a.principal_cluster.as_deref());
+        c.opt(PRINCIPAL_POD, a.principal_pod.as_deref());
+        c.opt(PRINCIPAL_USER_ID, a.principal_user_id.as_deref());
         c.s(PARSE_STATUS).append_value(r.parse_status.as_str());
         c.opt(RAW_MESSAGE, r.raw_message);
         self.rows += 1;
@@ -579,6 +584,17 @@ pub fn sts_batch(rows: &[&StsSession]) -> Result<RecordBatch, EncodeError> {
                     c.ts(i).append_option(r.expiration_ms);
                     continue;
                 }
+                "session_tags" => {
+                    let m = c.map(i);
+                    for (k, v) in &r.session_tags {
+                        m.keys().append_value(k);
+                        m.values().append_value(v);
+                    }
+                    let _ = m.append(true);
+                    continue;
+                }
+                "on_behalf_of_user_id" => r.on_behalf_of_user_id.as_deref(),
+                "on_behalf_of_identity_store_arn" => r.on_behalf_of_identity_store_arn.as_deref(),
                 "event_id" => Some(&r.event_id),
                 "shared_event_id" => r.shared_event_id.as_deref(),
                 "request_id" => r.request_id.as_deref(),

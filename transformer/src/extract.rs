@@ -105,14 +105,7 @@ pub struct Extracted<'a> {
 }
 
 /// EKS cluster names: `[0-9A-Za-z][A-Za-z0-9_-]{0,99}`.
-pub fn valid_cluster(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 100
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
-}
+pub use resolver::arn::is_cluster_name as valid_cluster;
 
 /// `/aws/eks/<cluster>/cluster` -> `Some(cluster)` (the raw part, validated later).
 pub fn eks_cluster_of(log_group: &str) -> Option<&str> {

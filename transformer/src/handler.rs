@@ -82,6 +82,8 @@ pub struct HandlerConfig {
     pub aws_auth: Option<Arc<AwsAuth>>,
     /// The only log groups whose CloudTrail STS records are indexed.
     pub trusted_trails: TrustedTrails,
+    /// EKS OIDC issuer id -> cluster, to name the cluster of IRSA workloads.
+    pub issuer_clusters: Arc<resolver::workload::IssuerClusters>,
     pub budget: Budget,
     /// Warm-cache size (sessions) and how long a miss is remembered.
     pub cache_capacity: usize,
@@ -95,6 +97,7 @@ impl Default for HandlerConfig {
             max_decompressed: decode::DEFAULT_MAX_DECOMPRESSED,
             aws_auth: None,
             trusted_trails: TrustedTrails::none(),
+            issuer_clusters: Arc::default(),
             budget: Budget::default(),
             cache_capacity: 100_000,
             negative_ttl_ms: 60_000,
@@ -342,7 +345,7 @@ impl<O: ObjectStore, S: SessionStore> Handler<O, S> {
             }
         }
         let outcomes = self.sessions.put(&to_store).await?;
-        let mut index = SessionIndex::new();
+        let mut index = SessionIndex::with_issuers(self.config.issuer_clusters.clone());
         let mut held: Vec<Arc<StsSession>> = Vec::with_capacity(to_store.len());
         {
             let mut cache = lookup::lock(&self.cache);

@@ -398,3 +398,166 @@ async fn session_store_refuses_key_ids_that_are_not_aws_key_ids() {
         (1, 0)
     );
 }
+
+/// Workloads through the handler (issue #11): a Pod Identity session and an IRSA session
+/// chained into another role, their CloudTrail first in one batch and late in another;
+/// the Parquet row names the workload, its cluster and pod, and `sts_sessions` keeps
+/// the session tags as a map.
+#[tokio::test]
+async fn workloads_through_the_handler_early_and_late() {
+    let tags = [
+        (
+            "eks-cluster-arn",
+            "arn:aws:eks:us-west-2:111122223333:cluster/prod-west",
+        ),
+        ("eks-cluster-name", "prod-west"),
+        ("kubernetes-namespace", "platform"),
+        ("kubernetes-service-account", "fleet-operator"),
+        ("kubernetes-pod-name", "fleet-operator-7c9d8b6f4-x2k4q"),
+        ("kubernetes-pod-uid", "8d2c6f1e-3a4b-4c5d-9e8f-7a6b5c4d3e2f"),
+    ];
+    let mut pod = assume_role(
+        "2024-11-26T13:00:00Z",
+        json!({"type": "AWSService", "invokedBy": "pods.eks.amazonaws.com"}),
+        A,
+        "arn:aws:iam::111122223333:role/fleet-operator",
+        "eks-prod-west-fleet-oper-1",
+        "ASIAPODIDENTITY00001",
+    );
+    pod["requestParameters"]["tags"] = tags
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect();
+    let provider = "arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/C1A0B2C3D4E5F607";
+    let mut irsa = assume_role(
+        "2024-11-26T13:00:00Z",
+        json!({"type": "WebIdentityUser", "userName": "system:serviceaccount:ci:runner", "identityProvider": provider}),
+        A,
+        "arn:aws:iam::111122223333:role/runner",
+        "botocore-session-1",
+        "ASIAIRSA000000000001",
+    );
+    irsa["eventName"] = json!("AssumeRoleWithWebIdentity");
+    irsa["responseElements"]["subjectFromWebIdentityToken"] =
+        json!("system:serviceaccount:ci:runner");
+    irsa["responseElements"]["provider"] = json!(provider);
+    let hop = assume_role(
+        "2024-11-26T13:01:00Z",
+        assumed(A, "runner", "ASIAIRSA000000000001"),
+        A,
+        "arn:aws:iam::111122223333:role/deployer",
+        "hop",
+        "ASIAIRSACHAINED00001",
+    );
+    let events = |suffix: &str| {
+        vec![
+            aws_event(
+                &format!("pod-{suffix}"),
+                "2024-11-26T13:30:00Z",
+                "arn:aws:sts::111122223333:assumed-role/fleet-operator/eks-prod-west-fleet-oper-1",
+                Some(assumed_extra(
+                    A,
+                    "fleet-operator",
+                    "eks-prod-west-fleet-oper-1",
+                    "ASIAPODIDENTITY00001",
+                )),
+            ),
+            aws_event(
+                &format!("irsa-{suffix}"),
+                "2024-11-26T13:30:00Z",
+                "arn:aws:sts::111122223333:assumed-role/deployer/hop",
+                Some(assumed_extra(A, "deployer", "hop", "ASIAIRSACHAINED00001")),
+            ),
+        ]
+    };
+    let config = || HandlerConfig {
+        negative_ttl_ms: 0,
+        issuer_clusters: Arc::new(
+            resolver::workload::IssuerClusters::parse("C1A0B2C3D4E5F607=ci-tools").unwrap(),
+        ),
+        ..HandlerConfig::default()
+    };
+    let lake = Arc::new(MemoryStore::default());
+    let h = lake_handler(&lake, config());
+    // late: the audit events first (pending), then CloudTrail, then the same events again
+    h.process(
+        &[audit_record("b1", A, "prod-east", &events("late"))],
+        None,
+        now(),
+    )
+    .await
+    .unwrap();
+    h.process(&[trail_record("b2", &[pod, irsa, hop])], None, now())
+        .await
+        .unwrap();
+    let cold = lake_handler(&lake, config());
+    let out = cold
+        .process(
+            &[audit_record("b3", A, "prod-east", &events("early"))],
+            None,
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.metrics.attribution_resolved, 2);
+    let rows = audit_rows(&lake);
+    for (id, status) in [("pod-late", "pending"), ("irsa-late", "pending")] {
+        assert_eq!(find(&rows, "audit_id", id)["attribution_status"], status);
+    }
+    let p = find(&rows, "audit_id", "pod-early");
+    assert_eq!(
+        (
+            &p["principal_type"],
+            &p["principal_name"],
+            &p["principal_cluster"],
+            &p["principal_pod"],
+            &p["principal_arn"]
+        ),
+        (
+            &json!("k8s_workload"),
+            &json!("platform:fleet-operator"),
+            &json!("prod-west"),
+            &json!("fleet-operator-7c9d8b6f4-x2k4q"),
+            &json!("arn:aws:eks:us-west-2:111122223333:cluster/prod-west")
+        )
+    );
+    let i = find(&rows, "audit_id", "irsa-early");
+    assert_eq!(
+        (
+            &i["principal_type"],
+            &i["principal_name"],
+            &i["principal_cluster"],
+            &i["principal_arn"],
+            &i["principal_pod"]
+        ),
+        (
+            &json!("k8s_workload"),
+            &json!("ci:runner"),
+            &json!("ci-tools"),
+            &json!(provider),
+            &Value::Null
+        )
+    );
+    assert_eq!(
+        i["role_chain"],
+        json!([
+            "arn:aws:iam::111122223333:role/runner",
+            "arn:aws:iam::111122223333:role/deployer"
+        ])
+    );
+    let sts = rows_of(&lake, "sts_sessions");
+    let s = find(&sts, "access_key_id", "ASIAPODIDENTITY00001");
+    assert_eq!(
+        s["session_tags"]["kubernetes-service-account"],
+        "fleet-operator"
+    );
+    assert_eq!(s["session_tags"].as_object().unwrap().len(), 6);
+    assert_eq!(
+        find(&sts, "access_key_id", "ASIAIRSA000000000001")["session_tags"],
+        json!({})
+    );
+}
+
+fn rows_of(lake: &MemoryStore, t: &str) -> Vec<Value> {
+    rows(&table(lake, t))
+}

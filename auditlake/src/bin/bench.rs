@@ -95,6 +95,9 @@ fn sessions() -> Vec<StsSession> {
             saml_provider_arn: None,
             web_identity_subject: None,
             web_identity_provider: None,
+            session_tags: Vec::new(),
+            on_behalf_of_user_id: None,
+            on_behalf_of_identity_store_arn: None,
         };
         let mut s1 = base(&first, resolver::StsEventName::AssumeRoleWithSAML);
         s1.role_arn = Some(format!(

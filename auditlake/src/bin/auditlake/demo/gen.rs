@@ -300,11 +300,27 @@ impl Gen {
     }
 
     pub fn web_identity(&mut self, at: i64, account: &str, role: &str, subject: &str) -> Session {
-        let key = self.key("CI");
         let session_name = format!("GitHubActions-{}", 1000 + self.rng.below(9000));
-        let role_id = format!("AROA{}{}", role.len(), &key[4..]);
         let provider =
             format!("arn:aws:iam::{account}:oidc-provider/token.actions.githubusercontent.com");
+        self.web_identity_from(at, account, role, &provider, subject, &session_name, "CI")
+    }
+
+    /// AssumeRoleWithWebIdentity with the token of `provider` (a provider ARN), as
+    /// GitHub Actions or an IRSA pod (an EKS cluster's OIDC issuer) makes it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn web_identity_from(
+        &mut self,
+        at: i64,
+        account: &str,
+        role: &str,
+        provider: &str,
+        subject: &str,
+        session_name: &str,
+        tag: &str,
+    ) -> Session {
+        let key = self.key(tag);
+        let role_id = format!("AROA{}{}", role.len(), &key[4..]);
         self.sts_event(
             at,
             "AssumeRoleWithWebIdentity",
@@ -320,7 +336,64 @@ impl Gen {
             key,
             account: account.into(),
             role: role.into(),
-            session_name,
+            session_name: session_name.into(),
+            principal_id: role_id,
+        }
+    }
+
+    /// AssumeRole made by an AWS service for a workload: EKS Pod Identity
+    /// (`pods.eks.amazonaws.com`, with its session tags), an EC2 instance profile
+    /// (`ec2.amazonaws.com`, session name = instance id), a Lambda function.
+    #[allow(clippy::too_many_arguments)]
+    pub fn service_assume_role(
+        &mut self,
+        at: i64,
+        service: &str,
+        account: &str,
+        role: &str,
+        session_name: &str,
+        tags: &[(&str, &str)],
+        tag: &str,
+    ) -> Session {
+        let key = self.key(tag);
+        let role_id = format!("AROA{}{}", role.len(), &key[4..]);
+        let mut req = json!({"roleArn": format!("arn:aws:iam::{account}:role/{role}"), "roleSessionName": session_name, "durationSeconds": 21600});
+        if !tags.is_empty() {
+            req["tags"] = tags
+                .iter()
+                .map(|(k, v)| json!({"key": k, "value": v}))
+                .collect();
+            req["transitiveTagKeys"] = tags.iter().map(|(k, _)| json!(k)).collect();
+        }
+        let resp = json!({"credentials": self.credentials(&key, at, 6),
+            "assumedRoleUser": {"assumedRoleId": format!("{role_id}:{session_name}"), "arn": format!("arn:aws:sts::{account}:assumed-role/{role}/{session_name}")}});
+        let e = json!({
+            "eventVersion": "1.08",
+            "userIdentity": {"type": "AWSService", "invokedBy": service},
+            "eventTime": iso_s(at),
+            "eventSource": "sts.amazonaws.com",
+            "eventName": "AssumeRole",
+            "awsRegion": "us-east-1",
+            "sourceIPAddress": service,
+            "userAgent": service,
+            "requestParameters": req,
+            "responseElements": resp,
+            "requestID": self.rng.uuid(),
+            "eventID": self.rng.uuid(),
+            "readOnly": true,
+            "resources": [{"accountId": account, "type": "AWS::IAM::Role", "ARN": format!("arn:aws:iam::{account}:role/{role}")}],
+            "eventType": "AwsApiCall",
+            "managementEvent": true,
+            "recipientAccountId": account,
+            "sharedEventID": self.rng.uuid(),
+            "eventCategory": "Management",
+        });
+        self.trail(account, e);
+        Session {
+            key,
+            account: account.into(),
+            role: role.into(),
+            session_name: session_name.into(),
             principal_id: role_id,
         }
     }

@@ -36,7 +36,9 @@ use transformer::session_store::LakeSessionStore;
 use transformer::trust::TrustedTrails;
 
 use auditlake::synth::iso;
-use scenario::{generate, BATCH_WINDOW, DEMO_AWS_AUTH, MGMT, ORG_TRAIL_GROUP, T0};
+use scenario::{
+    generate, BATCH_WINDOW, DEMO_AWS_AUTH, DEMO_OIDC_CLUSTERS, MGMT, ORG_TRAIL_GROUP, T0,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -273,6 +275,10 @@ pub async fn run(lake_dir: &Path) -> Result<String, DemoError> {
         aws_auth: Some(Arc::new(AwsAuth::parse(DEMO_AWS_AUTH, "demo aws-auth")?)),
         // the demo organisation's trail: the only CloudTrail source it trusts
         trusted_trails: TrustedTrails::none().with(MGMT, ORG_TRAIL_GROUP),
+        issuer_clusters: Arc::new(
+            resolver::workload::IssuerClusters::parse(DEMO_OIDC_CLUSTERS)
+                .expect("the demo's issuer map parses"),
+        ),
         ..HandlerConfig::default()
     };
     let handler = Handler::new(config, lake.clone(), LakeSessionStore::new(lake.clone()));

@@ -73,6 +73,11 @@ const STAGING_CLUSTER: usize = 2;
 const CI_TOOLS: usize = 3;
 
 const IDC: &str = "AWSSSO_0a1b2c3d4e5f6a7b_DO_NOT_DELETE";
+
+/// The ci-tools cluster's OIDC issuer id: IRSA tokens name the issuer, not the cluster,
+/// so the demo maps it (`AUDITLAKE_OIDC_CLUSTERS`).
+pub const CI_TOOLS_ISSUER_ID: &str = "C1A0B2C3D4E5F60718293A4B5C6D7E8F";
+pub const DEMO_OIDC_CLUSTERS: &str = "C1A0B2C3D4E5F60718293A4B5C6D7E8F=ci-tools";
 const SSO_PATH: &str = "aws-reserved/sso.amazonaws.com/us-east-1/";
 
 // ---- background traffic: every cluster, every 5 minutes for 8 hours -------------------
@@ -491,6 +496,7 @@ pub fn generate() -> Vec<Vec<InputRecord>> {
         }
     }
     ci_runs(&mut g);
+    workloads(&mut g);
     trail_noise(&mut g, s("alice"));
     for a in ACTS {
         act(&mut g, a, s(a.who));
@@ -634,6 +640,125 @@ fn ci_runs(g: &mut Gen) {
                 request_object: Some(json!({"spec": {"template": {"spec": {"containers": [{"name": "api", "image": image}]}}}})),
                 ..Default::default() });
         }
+    }
+}
+
+// ---- workloads as principals --------------------------------------------------------------
+
+/// A release job in ci-tools (IRSA, chained into prod), an operator pod on prod-west
+/// (EKS Pod Identity) managing prod-east through an access entry, and a bastion
+/// instance (EC2 instance profile).
+const RELEASE_AT: i64 = T0 + 5 * HOUR + 40 * MIN;
+const FLEET_POD: &str = "fleet-operator-7c9d8b6f4-x2k4q";
+const BASTION: &str = "i-0b7e3c9a1f2d4e6a8";
+
+fn workloads(g: &mut Gen) {
+    // IRSA: the build pod's projected token -> tools' release-runner -> prod's release-deployer
+    let provider = format!(
+        "arn:aws:iam::{TOOLS}:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/{CI_TOOLS_ISSUER_ID}"
+    );
+    let runner = g.web_identity_from(
+        RELEASE_AT,
+        TOOLS,
+        "release-runner",
+        &provider,
+        "system:serviceaccount:ci:release-runner",
+        "botocore-session-1795181999",
+        "IRSA",
+    );
+    let deployer = g.assume_role(
+        RELEASE_AT + 10_000,
+        Gen::assumed(&runner, None),
+        TOOLS,
+        PROD,
+        "release-deployer",
+        "release-1142",
+        None,
+        "REL",
+    );
+    let c = &CLUSTERS[PROD_EAST];
+    for i in 0..3 {
+        let user = Gen::aws_user(c, &deployer, &["system:authenticated"]);
+        let image = format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/orders-api:2.8.{i}");
+        // the first patch lands a minute after the STS call: pending at ingest
+        g.audit(c, RELEASE_AT + MIN + i * 6 * MIN, user, "10.40.7.12", "tekton-pipelines-controller/v0.62 kubectl/v1.31.2", Req {
+            verb: "patch", uri: "/apis/apps/v1/namespaces/orders/deployments/orders-api".into(), resource: Some("deployments"), api_group: Some("apps"),
+            namespace: Some("orders"), name: Some("orders-api"), code: 200, level: "RequestResponse",
+            request_object: Some(json!({"spec": {"template": {"spec": {"containers": [{"name": "api", "image": image}]}}}})),
+            ..Default::default() });
+    }
+
+    // EKS Pod Identity on prod-west; the operator acts on prod-east through an access
+    // entry (default username, only system:authenticated, rights in the reason)
+    let cluster_arn = format!("arn:aws:eks:us-west-2:{PROD}:cluster/prod-west");
+    let fleet = g.service_assume_role(
+        T0 + HOUR,
+        "pods.eks.amazonaws.com",
+        PROD,
+        "fleet-operator",
+        "eks-prod-west-fleet-oper-5f0c2d8e-4b1a-4e7c-9a3d-2f6b8c1e0d47",
+        &[
+            ("eks-cluster-arn", &cluster_arn),
+            ("eks-cluster-name", "prod-west"),
+            ("kubernetes-namespace", "platform"),
+            ("kubernetes-service-account", "fleet-operator"),
+            ("kubernetes-pod-name", FLEET_POD),
+            ("kubernetes-pod-uid", "8d2c6f1e-3a4b-4c5d-9e8f-7a6b5c4d3e2f"),
+        ],
+        "FLEET",
+    );
+    let reason = format!("EKS Access Policy: allowed by ClusterRoleBinding \"arn:aws:iam::{PROD}:role/fleet-operator+arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy\" of ClusterRole \"arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy\" to User \"arn:aws:sts::{PROD}:assumed-role/fleet-operator/{}\"", fleet.session_name);
+    let mut t = T0 + HOUR + 10 * MIN;
+    let mut n = 0;
+    while t < T0 + 7 * HOUR {
+        let user = Gen::aws_user(c, &fleet, &["system:authenticated"]);
+        let replicas = 4 + n % 3;
+        g.audit(
+            c,
+            t,
+            user,
+            "10.20.4.31",
+            "fleet-operator/v0.9.3",
+            Req {
+                verb: "patch",
+                uri: "/apis/apps/v1/namespaces/payments/deployments/payments-worker/scale".into(),
+                resource: Some("deployments"),
+                subresource: Some("scale"),
+                api_group: Some("apps"),
+                namespace: Some("payments"),
+                name: Some("payments-worker"),
+                code: 200,
+                level: "RequestResponse",
+                request_object: Some(json!({"spec": {"replicas": replicas}})),
+                reason: reason.clone(),
+                ..Default::default()
+            },
+        );
+        t += 30 * MIN;
+        n += 1;
+    }
+
+    // a bastion host's instance profile: kubectl from the instance itself
+    let bastion = g.service_assume_role(
+        T0 + 30 * MIN,
+        "ec2.amazonaws.com",
+        PROD,
+        "bastion-host",
+        BASTION,
+        &[],
+        "BAST",
+    );
+    for i in 0..12 {
+        g.kubectl(
+            c,
+            T0 + 40 * MIN + i * 30 * MIN,
+            &bastion,
+            "10.0.3.15",
+            "list",
+            "pods",
+            Some("payments"),
+            None,
+        );
     }
 }
 
