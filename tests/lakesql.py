@@ -89,3 +89,26 @@ def rows(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[dict]:
     cur = con.execute(athena_to_duckdb(sql), params or [])
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def main(argv: list[str]) -> int:
+    """`python3 tests/lakesql.py LAKE (FILE.sql | --sql SQL) [PARAM...]`: run Athena SQL (a
+    saved playbook query, or any SQL over eks_audit, sts_sessions, eks_audit_attributed)
+    on a local lake with DuckDB and print the rows. PARAMs bind the `?` in order."""
+    if len(argv) < 2:
+        print(main.__doc__)
+        return 2
+    con = connect(argv[0])
+    con.execute("SET TimeZone = 'UTC'")
+    if argv[1] == "--sql":
+        sql, params = argv[2], argv[3:]
+    else:
+        sql, params = pathlib.Path(argv[1]).read_text(), argv[2:]
+    con.sql(athena_to_duckdb(sql), params=params).show(max_width=200)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

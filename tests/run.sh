@@ -42,8 +42,15 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+# progress per package (no bars); an up-to-date venv prints only what it already has
+"$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off -r tests/requirements.txt \
+  | grep -Ev '^Requirement already satisfied' || true
 
-step "system tests (pytest; the arm64 package test cross-builds the Lambda, ~10 min when cold)"
+if [ "$AUDITLAKE_TEST_PACKAGE" = "1" ]; then
+  step "arm64 Lambda package: cross-building bootstrap (release, ~10 min when cold; the package test then checks it)"
+  bash infra/package.sh
+fi
+
+step "system tests (pytest)"
 export AUDITLAKE_BIN="$CARGO_TARGET_DIR/debug/auditlake"
 "$venv/bin/python" -m pytest tests -ra -p no:cacheprovider "$@"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import pathlib
 
 import duckdb
@@ -365,7 +366,12 @@ def test_demo_lake_and_incident_report(demo_lake):
     assert "by dave@example.com [identity_center_user]" in report
     assert "by bob [iam_user] via deployer -> eks-breakglass" in report
     assert "secrets listed anonymously (20 requests" in report
-    assert "burst of 60 forbidden (403) requests from 198.51.100.99" in report
+    assert "burst of 60 forbidden (403) requests in 118 s\n     by erin@example.com" in report
+    # the incident as a timeline, in time order, with the aws-auth grant playbook 06 finds
+    steps = re.findall(r"^  \d+\. (\d\d:\d\d:\d\d) (\S+)  (.*)$", report.split("Incident timeline")[1].split("Workloads")[0], re.M)
+    assert [t for t, _, _ in steps] == sorted(t for t, _, _ in steps) and len(steps) == 6
+    assert steps[0] == ("10:30:00", "prod-west", "patched ConfigMap kube-system/aws-auth: maps arn:aws:iam::222222222222:role/ci-deploy to system:masters")
+    assert "platform:fleet-operator [k8s_workload, runs in prod-west, pod fleet-operator-7c9d8b6f4-x2k4q]: 12 requests on prod-east" in report
     con = lakesql.connect(demo_lake)
     per = lakesql.rows(con, "SELECT account_id, cluster, count(*) AS n FROM eks_audit GROUP BY 1, 2 ORDER BY 1, 2")
     assert [(p["account_id"], p["cluster"]) for p in per] == [

@@ -25,6 +25,7 @@ pub const ENV_MAX_BATCH_DECOMPRESSED_MB: &str = "AUDITLAKE_MAX_BATCH_DECOMPRESSE
 pub const ENV_MAX_BATCH_PARTITIONS: &str = "AUDITLAKE_MAX_BATCH_PARTITIONS";
 pub const ENV_MAX_BATCH_LOOKUPS: &str = "AUDITLAKE_MAX_BATCH_LOOKUPS";
 pub const ENV_OIDC_CLUSTERS: &str = "AUDITLAKE_OIDC_CLUSTERS";
+pub const ENV_SESSION_TABLE: &str = "AUDITLAKE_SESSION_TABLE";
 
 /// Where the aws-auth `mapRoles` come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub struct Config {
     pub trusted_trails: TrustedTrails,
     /// EKS OIDC issuer id -> cluster name, for IRSA workloads (optional).
     pub issuer_clusters: IssuerClusters,
+    /// DynamoDB table of the session index; unset: the lake's `session_index/`.
+    pub session_table: Option<String>,
     pub budget: Budget,
 }
 
@@ -110,6 +113,24 @@ impl Config {
                 name: ENV_OIDC_CLUSTERS,
                 why: e.to_string(),
             })?;
+        let session_table = match var(ENV_SESSION_TABLE).map(|v| v.trim().to_string()) {
+            None => None,
+            Some(v) if v.is_empty() => None,
+            // DynamoDB table names: 3-255 of [A-Za-z0-9_.-]
+            Some(v)
+                if (3..=255).contains(&v.len())
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)) =>
+            {
+                Some(v)
+            }
+            Some(v) => {
+                return Err(ConfigError::Invalid {
+                    name: ENV_SESSION_TABLE,
+                    why: format!("{v:?} is not a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)"),
+                })
+            }
+        };
         let d = Budget::default();
         let budget = Budget {
             decompressed: number(
@@ -138,6 +159,7 @@ impl Config {
             max_decompressed,
             trusted_trails,
             issuer_clusters,
+            session_table,
             budget,
         })
     }
@@ -226,8 +248,17 @@ mod tests {
             ),
             (ENV_MAX_BATCH_DECOMPRESSED_MB, "64"),
             (ENV_MAX_BATCH_LOOKUPS, "0"),
+            (ENV_OIDC_CLUSTERS, "ABC123=ci-tools"),
         ])
         .unwrap();
+        assert_eq!(c.issuer_clusters.get("abc123"), Some("ci-tools"));
+        assert_eq!(c.session_table, None);
+        let t = cfg(&[
+            (ENV_LAKE, "/l"),
+            (ENV_SESSION_TABLE, "eks-audit-lake-sessions"),
+        ])
+        .unwrap();
+        assert_eq!(t.session_table.as_deref(), Some("eks-audit-lake-sessions"));
         assert!(c.trusted_trails.trusts("222222222222", "t"));
         assert_eq!(c.trust_warning(), None);
         assert_eq!(c.budget.decompressed, 64 << 20);
@@ -244,6 +275,8 @@ mod tests {
             vec![(ENV_LAKE, "/l"), (ENV_MAX_BATCH_DECOMPRESSED_MB, "16")],
             vec![(ENV_LAKE, "/l"), (ENV_MAX_BATCH_PARTITIONS, "-1")],
             vec![(ENV_LAKE, "/l"), (ENV_MAX_BATCH_LOOKUPS, "lots")],
+            vec![(ENV_LAKE, "/l"), (ENV_OIDC_CLUSTERS, "ABC123")],
+            vec![(ENV_LAKE, "/l"), (ENV_SESSION_TABLE, "no spaces allowed")],
         ] {
             // every bad value names its variable
             match cfg(&bad) {

@@ -6,8 +6,11 @@
 //! Binaries: `bootstrap` (the Lambda), `auditlake` (the CLI: demo, invoke, ingest,
 //! consume, ddl; only it links the Kinesis SDK), `bench`.
 
+pub mod aws_error;
 pub mod config;
+pub mod dynamodb;
 pub mod lake;
 pub mod s3;
+pub mod sessions;
 pub mod start;
 pub mod synth;

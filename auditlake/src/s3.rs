@@ -1,7 +1,11 @@
 //! The lake in S3 (aws-sdk-s3): the AWS implementation of `transformer::lake::ObjectStore`.
 //! Docs: <https://docs.aws.amazon.com/AmazonS3/latest/API/API_PutObject.html>
 
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use transformer::lake::{check_key, LakeError, LakeOp, ObjectStore};
+
+use crate::aws_error::describe;
 
 /// A lake in S3 (`s3://bucket/prefix`), through aws-sdk-s3 with the standard AWS
 /// environment (`AWS_ENDPOINT_URL` included, for emulators).
@@ -43,16 +47,29 @@ impl S3Store {
     }
 }
 
-fn sdk_err<E: std::error::Error + Send + Sync + 'static>(
-    op: LakeOp,
-    location: String,
-    e: E,
-) -> LakeError {
-    // DisplayErrorContext prints the whole source chain (service code, dispatch failure)
+/// A failed S3 call as one line (`S3 PutObject: NoSuchBucket: ...`), never the SDK's
+/// dump, and whether a retry can help.
+fn sdk_err<E>(op: LakeOp, location: String, api: &str, e: SdkError<E, HttpResponse>) -> LakeError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let f = describe(&e);
     LakeError::Service {
         op,
         location,
-        message: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+        message: format!("S3 {api}: {}", f.line),
+        retryable: f.retryable,
+        source: Box::new(e),
+    }
+}
+
+/// A response body that broke off while being read: worth a retry.
+fn body_err(location: String, e: aws_sdk_s3::primitives::ByteStreamError) -> LakeError {
+    LakeError::Service {
+        op: LakeOp::Get,
+        location,
+        message: format!("S3 GetObject: reading the body: {e}"),
+        retryable: true,
         source: Box::new(e),
     }
 }
@@ -67,7 +84,7 @@ impl ObjectStore for S3Store {
             .body(body.into())
             .send()
             .await
-            .map_err(|e| sdk_err(LakeOp::Put, self.locate(key), e))?;
+            .map_err(|e| sdk_err(LakeOp::Put, self.locate(key), "PutObject", e))?;
         Ok(())
     }
 
@@ -95,7 +112,7 @@ impl ObjectStore for S3Store {
             {
                 Ok(false)
             }
-            Err(e) => Err(sdk_err(LakeOp::Put, self.locate(key), e)),
+            Err(e) => Err(sdk_err(LakeOp::Put, self.locate(key), "PutObject", e)),
         }
     }
 
@@ -114,11 +131,11 @@ impl ObjectStore for S3Store {
                     .body
                     .collect()
                     .await
-                    .map_err(|e| sdk_err(LakeOp::Get, self.locate(key), e))?;
+                    .map_err(|e| body_err(self.locate(key), e))?;
                 Ok(Some(b.into_bytes().to_vec()))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(sdk_err(LakeOp::Get, self.locate(key), e)),
+            Err(e) => Err(sdk_err(LakeOp::Get, self.locate(key), "GetObject", e)),
         }
     }
 
@@ -138,7 +155,8 @@ impl ObjectStore for S3Store {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_err(LakeOp::List, self.locate(prefix), e))?;
+            let page =
+                page.map_err(|e| sdk_err(LakeOp::List, self.locate(prefix), "ListObjectsV2", e))?;
             for o in page.contents() {
                 if let Some(k) = o.key() {
                     out.push(k[strip.min(k.len())..].to_string());

@@ -11,8 +11,9 @@ use transformer::session_store::LakeSessionStore;
 use crate::config::{AwsAuthSource, Config};
 use crate::lake::Lake;
 use crate::s3::S3Store;
+use crate::sessions::Sessions;
 
-pub type LakeHandler = Handler<Lake, LakeSessionStore<Lake>>;
+pub type LakeHandler = Handler<Lake, Sessions>;
 
 /// Start-up failures name the variable whose value caused them.
 #[derive(Debug, thiserror::Error)]
@@ -84,5 +85,11 @@ pub async fn build_handler(config: &Config) -> Result<LakeHandler, StartError> {
         budget: config.budget,
         ..HandlerConfig::default()
     };
-    Ok(Handler::new(hc, lake.clone(), LakeSessionStore::new(lake)))
+    let sessions = match &config.session_table {
+        Some(table) => {
+            Sessions::Dynamo(crate::dynamodb::DynamoSessionStore::from_env(table.clone()).await)
+        }
+        None => Sessions::Lake(Arc::new(LakeSessionStore::new(lake.clone()))),
+    };
+    Ok(Handler::new(hc, lake, sessions))
 }

@@ -91,6 +91,21 @@ pub trait SessionStore: Send + Sync {
         access_key_id: &str,
     ) -> impl Future<Output = Result<Option<StsSession>, StoreError>> + Send;
 
+    /// The sessions of several keys, in order (`None` for each unknown key): one request
+    /// per key unless a store can batch (DynamoDB's `BatchGetItem`).
+    fn get_many(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<Option<StsSession>>, StoreError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(keys.len());
+            for k in keys {
+                out.push(self.get(k).await?);
+            }
+            Ok(out)
+        }
+    }
+
     /// Sessions of `role` (normalised ARN) with `{{SessionName}}` `munged`, issued between
     /// `from_ms` and `to_ms`.
     fn find_by_role_session(
@@ -289,6 +304,12 @@ impl<T: SessionStore> SessionStore for Arc<T> {
     ) -> impl Future<Output = Result<Option<StsSession>, StoreError>> + Send {
         (**self).get(access_key_id)
     }
+    fn get_many(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<Option<StsSession>>, StoreError>> + Send {
+        (**self).get_many(keys)
+    }
     fn find_by_role_session(
         &self,
         role: &str,
@@ -388,6 +409,19 @@ pub async fn contract<S: SessionStore>(store: &S) {
         "owner copies"
     );
     assert_eq!(store.get("ASIANOSUCHKEY00000").await.unwrap(), None);
+    let many = store
+        .get_many(&[
+            "ASIACONTRACTKEYBBB".to_string(),
+            "ASIANOSUCHKEY00000".to_string(),
+            "ASIACONTRACTKEYAAA".to_string(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        many,
+        vec![Some((*b).clone()), None, Some((*a).clone())],
+        "get_many keeps the order"
+    );
     // never replace: a replay is Same, a different record for the key a Conflict
     let mut forged = (*a).clone();
     forged.event_id = "ev-forged".into();

@@ -30,6 +30,8 @@ from infra_support import Aws, INFRA, load
 
 CENTRAL_ACCOUNT = "123456789012"
 STS_EVENTS = ["AssumeRole", "AssumeRoleWithSAML", "AssumeRoleWithWebIdentity", "GetFederationToken"]
+SESSION_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:BatchGetItem",
+                         "dynamodb:BatchWriteItem", "dynamodb:Query"]
 CENTRAL_EMULATED = {
     "AuditDestination", "LakeBucketPolicy", "FirehoseLogStream", "DeliveryStream", "GlueDatabase",
     "GlueTableEksAudit", "GlueTableStsSessions", "AthenaWorkGroup", "ViewQueryEksAuditAttributed",
@@ -83,7 +85,7 @@ def test_central_every_resource_is_created(central):
     saved = {lid for lid in load("central.yaml")["Resources"] if lid.startswith("SavedQuery")}
     assert set(central.emulated) == (CENTRAL_EMULATED - {"AlarmTopic"}) | saved
     assert {"LakeKey", "AuditStream", "CwlToKinesisRole", "LakeBucket", "TransformerRole",
-            "TransformerFunction", "FirehoseRole", "AlarmTopic"} <= set(central.moto_resources)
+            "TransformerFunction", "FirehoseRole", "AlarmTopic", "SessionTable"} <= set(central.moto_resources)
     assert set(central.moto_resources) | set(central.emulated) == set(load("central.yaml")["Resources"])
 
 
@@ -105,6 +107,9 @@ def test_central_stream_bucket_and_destination(central, central_aws):
     rules = {r["Id"]: r for r in central.resolved["LakeBucket"]["LifecycleConfiguration"]["Rules"]}
     assert rules["raw-archive"]["Prefix"] == "raw/" and rules["raw-archive"]["ExpirationInDays"] == "365"
     assert rules["errors"]["Prefix"] == "errors/" and rules["errors"]["ExpirationInDays"] == "90"
+    # the S3 session index expires under the lake prefix
+    assert rules["session-index"]["Prefix"] == "org/lake/session_index/"
+    assert rules["session-index"]["ExpirationInDays"] == 14 and rules["session-index"]["Status"] == "Enabled"
 
     (dest,) = central_aws.client("logs").describe_destinations(DestinationNamePrefix="audit-org")["destinations"]
     assert dest["arn"] == out["DestinationArn"] == f"arn:aws:logs:us-east-1:{CENTRAL_ACCOUNT}:destination:audit-org"
@@ -128,6 +133,7 @@ def test_central_lambda_and_its_role(central, central_aws):
         "AUDITLAKE_AWS_AUTH": "s3://config-bucket/eks/aws-auth.yaml",
         "AUDITLAKE_RAW_ARCHIVE": "true",
         "AUDITLAKE_TRUSTED_TRAILS": "999999999999:aws-cloudtrail-logs-o-abcdefghij",
+        "AUDITLAKE_SESSION_TABLE": "audit-org-sessions",
     }
     assert central.outputs["LakeUri"] == f"s3://{bucket}/org/lake"
     iam = central_aws.client("iam")
@@ -143,6 +149,42 @@ def test_central_lambda_and_its_role(central, central_aws):
     assert res["ReadAwsAuthMapping"] == "arn:aws:s3:::config-bucket/eks/aws-auth.yaml"
     listing = next(s for s in doc["Statement"] if s["Sid"] == "SessionIndexList")
     assert listing["Condition"] == {"StringLike": {"s3:prefix": "org/lake/session_index/*"}}
+    # the session table: exactly the five item actions on the table's ARN, nothing else
+    table_arn = central_aws.client("dynamodb").describe_table(TableName="audit-org-sessions")["Table"]["TableArn"]
+    assert table_arn == f"arn:aws:dynamodb:us-east-1:{CENTRAL_ACCOUNT}:table/audit-org-sessions"
+    dynamo = [s for s in doc["Statement"] if any(a.startswith("dynamodb:") for a in _actions(s))]
+    assert dynamo == [{"Sid": "SessionTableItems", "Effect": "Allow", "Action": SESSION_TABLE_ACTIONS,
+                       "Resource": table_arn}]
+    key = next(s for s in doc["Statement"] if s["Sid"] == "UseLakeKey")
+    assert key["Resource"] == central.outputs["KmsKeyArn"] and "Condition" not in key
+
+
+def _actions(stmt: dict) -> list[str]:
+    return stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
+
+
+def test_central_session_table(central, central_aws):
+    ddb = central_aws.client("dynamodb")
+    assert central.outputs["SessionTableName"] == "audit-org-sessions"
+    t = ddb.describe_table(TableName="audit-org-sessions")["Table"]
+    assert t["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
+    assert sorted(t["AttributeDefinitions"], key=lambda a: a["AttributeName"]) == [
+        {"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}]
+    assert t["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert not t.get("GlobalSecondaryIndexes") and not t.get("LocalSecondaryIndexes")
+    # moto's CloudFormation ignores TTL, PITR and the SSE key; check what CloudFormation gets.
+    props = central.resolved["SessionTable"]
+    assert props["TableName"] == "audit-org-sessions"
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS",
+                                         "KMSMasterKeyId": central.outputs["KmsKeyArn"]}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    # The properties are valid for the API: the item shape the Lambda writes round-trips.
+    ddb.put_item(TableName="audit-org-sessions",
+                 Item={"pk": {"S": "K#ASIAEXAMPLE"}, "sk": {"S": "session"}, "expires_at": {"N": "1"}})
+    got = ddb.get_item(TableName="audit-org-sessions", Key={"pk": {"S": "K#ASIAEXAMPLE"}, "sk": {"S": "session"}})
+    assert got["Item"]["expires_at"] == {"N": "1"}
 
 
 def test_central_firehose(central, central_aws):
@@ -203,11 +245,32 @@ def test_central_account_list_mode_without_prefix(central_aws):
     assert d.outputs["LakeUri"] == f"s3://{bucket}"
     fn = central_aws.client("lambda").get_function_configuration(FunctionName="audit-acct-transformer")
     assert fn["Environment"]["Variables"] == {"AUDITLAKE_LAKE": f"s3://{bucket}", "AUDITLAKE_RAW_ARCHIVE": "true",
-                                              "AUDITLAKE_TRUSTED_TRAILS": "999999999999:aws-cloudtrail-logs-o-abcdefghij"}
+                                              "AUDITLAKE_TRUSTED_TRAILS": "999999999999:aws-cloudtrail-logs-o-abcdefghij",
+                                              "AUDITLAKE_SESSION_TABLE": "audit-acct-sessions"}
+    rules = {r["Id"]: r for r in d.resolved["LakeBucket"]["LifecycleConfiguration"]["Rules"]}
+    assert rules["session-index"]["Prefix"] == "session_index/"
     t = central_aws.client("glue").get_table(DatabaseName="audit_acct", Name="eks_audit")["Table"]
     assert t["StorageDescriptor"]["Location"] == f"s3://{bucket}/eks_audit/"
     stmts = {s["Sid"] for s in d.resolved["TransformerRole"]["Policies"][0]["PolicyDocument"]["Statement"]}
     assert "ReadAwsAuthMapping" not in stmts
+
+
+def test_central_s3_session_store(central_aws):
+    """SessionStore s3: no table, no AUDITLAKE_SESSION_TABLE, no DynamoDB permission; the
+    Lambda keeps the lake's session_index/ (its S3 permissions and the lifecycle rule)."""
+    d = deploy_central(central_aws, "audit-s3", SenderAccountIds="111111111111", SessionStore="s3")
+    assert d.not_created == {"AlarmEmailSubscription": "condition HasAlarmEmail is false",
+                             "SessionTable": "condition UseSessionTable is false"}
+    assert "SessionTable" not in d.moto_resources and "SessionTableName" not in d.outputs
+    assert "audit-s3-sessions" not in central_aws.client("dynamodb").list_tables()["TableNames"]
+    fn = central_aws.client("lambda").get_function_configuration(FunctionName="audit-s3-transformer")
+    assert "AUDITLAKE_SESSION_TABLE" not in fn["Environment"]["Variables"]
+    stmts = d.resolved["TransformerRole"]["Policies"][0]["PolicyDocument"]["Statement"]
+    assert not [s for s in stmts if any(a.startswith("dynamodb:") for a in _actions(s))]
+    assert {"SessionIndexObjects", "SessionIndexList"} <= {s["Sid"] for s in stmts}
+    rules = {r["Id"]: r for r in d.resolved["LakeBucket"]["LifecycleConfiguration"]["Rules"]}
+    assert rules["session-index"]["Prefix"] == "session_index/"
+    assert rules["session-index"]["ExpirationInDays"] == 14
 
 
 # ----------------------------------------------------------------------- member accounts

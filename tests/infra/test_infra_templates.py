@@ -19,6 +19,8 @@ STACKSET = load("stackset.yaml")
 FEED = load("cloudtrail-feed.yaml")
 R = CENTRAL["Resources"]
 STS_EVENTS = ["AssumeRole", "AssumeRoleWithSAML", "AssumeRoleWithWebIdentity", "GetFederationToken"]
+SESSION_TABLE_ACTIONS = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:GetItem",
+                         "dynamodb:PutItem", "dynamodb:Query"]
 
 
 def of_type(t: dict, type_: str) -> dict:
@@ -71,7 +73,13 @@ def test_lambda():
     assert CENTRAL["Parameters"]["LambdaMemoryMB"]["Default"] == 1769
     assert fn["Code"]["S3Bucket"] == {"Ref": "LambdaCodeBucket"} and fn["Code"]["S3Key"] == {"Ref": "LambdaCodeKey"}
     env = fn["Environment"]["Variables"]
-    assert set(env) == {"AUDITLAKE_LAKE", "AUDITLAKE_AWS_AUTH", "AUDITLAKE_RAW_ARCHIVE", "AUDITLAKE_TRUSTED_TRAILS"}
+    assert set(env) == {"AUDITLAKE_LAKE", "AUDITLAKE_AWS_AUTH", "AUDITLAKE_RAW_ARCHIVE", "AUDITLAKE_TRUSTED_TRAILS",
+                        "AUDITLAKE_OIDC_CLUSTERS", "AUDITLAKE_SESSION_TABLE"}
+    assert env["AUDITLAKE_OIDC_CLUSTERS"] == {"Fn::If": ["HasOidcClusters", {"Ref": "OidcClusters"},
+                                                         {"Ref": "AWS::NoValue"}]}
+    # the DynamoDB session index, only when the table exists (SessionStore dynamodb)
+    assert env["AUDITLAKE_SESSION_TABLE"] == {"Fn::If": ["UseSessionTable", {"Ref": "SessionTable"},
+                                                         {"Ref": "AWS::NoValue"}]}
     # the trail's account and log group (parameters, patterns as the Lambda parses them)
     assert env["AUDITLAKE_TRUSTED_TRAILS"]["Fn::If"][0] == "HasExtraTrails"
     assert env["AUDITLAKE_TRUSTED_TRAILS"]["Fn::If"][2] == {"Fn::Sub": "${TrailAccountId}:${TrailLogGroupName}"}
@@ -85,11 +93,14 @@ def test_lambda():
 def test_transformer_role_is_least_privilege():
     (policy,) = R["TransformerRole"]["Properties"]["Policies"]
     stmts = []
+    optional = {}
     for s in policy["PolicyDocument"]["Statement"]:
-        if "Fn::If" in s:  # the optional aws-auth statement
-            assert s["Fn::If"][0] == "HasAwsAuth" and s["Fn::If"][2] == {"Ref": "AWS::NoValue"}
-            s = s["Fn::If"][1]
+        if "Fn::If" in s:  # the optional aws-auth and session-table statements
+            cond, s, otherwise = s["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}
+            optional[s["Sid"]] = cond
         stmts.append(s)
+    assert optional == {"ReadAwsAuthMapping": "HasAwsAuth", "SessionTableItems": "UseSessionTable"}
     actions = {}
     for s in stmts:
         assert s["Effect"] == "Allow"
@@ -102,6 +113,7 @@ def test_transformer_role_is_least_privilege():
         "SessionIndexObjects": ["s3:GetObject", "s3:PutObject"],
         "SessionIndexList": ["s3:ListBucket"],
         "ReadAwsAuthMapping": ["s3:GetObject"],
+        "SessionTableItems": SESSION_TABLE_ACTIONS,
         "UseLakeKey": ["kms:Decrypt", "kms:GenerateDataKey"],
         "WriteOwnLogs": ["logs:CreateLogStream", "logs:PutLogEvents"],
     }
@@ -112,6 +124,42 @@ def test_transformer_role_is_least_privilege():
     assert by_sid["SessionIndexObjects"]["Resource"]["Fn::Sub"][0].endswith("${KeyPrefix}session_index/*")
     cond = by_sid["SessionIndexList"]["Condition"]["StringLike"]["s3:prefix"]
     assert cond["Fn::Sub"][0] == "${KeyPrefix}session_index/*"
+    # exactly the five item actions, on the table itself only (no index ARNs, no wildcard)
+    table = by_sid["SessionTableItems"]
+    assert sorted(table) == ["Action", "Effect", "Resource", "Sid"]
+    assert table["Resource"] == {"Fn::GetAtt": ["SessionTable", "Arn"]}
+    # the role may use the key for DynamoDB too: the grant is not limited to S3 (kms:ViaService)
+    assert by_sid["UseLakeKey"]["Resource"] == {"Fn::GetAtt": ["LakeKey", "Arn"]}
+    assert "Condition" not in by_sid["UseLakeKey"]
+
+
+def test_session_table():
+    t = R["SessionTable"]
+    assert t["Type"] == "AWS::DynamoDB::Table"
+    assert t["Condition"] == "UseSessionTable"
+    assert t["DeletionPolicy"] == "Retain" and t["UpdateReplacePolicy"] == "Retain"
+    p = t["Properties"]
+    assert p["TableName"] == {"Fn::Sub": "${NamePrefix}-sessions"}
+    assert p["BillingMode"] == "PAY_PER_REQUEST" and "ProvisionedThroughput" not in p
+    assert p["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"},
+                              {"AttributeName": "sk", "KeyType": "RANGE"}]
+    assert p["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"},
+                                         {"AttributeName": "sk", "AttributeType": "S"}]
+    assert "GlobalSecondaryIndexes" not in p and "LocalSecondaryIndexes" not in p
+    assert p["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert p["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS",
+                                     "KMSMasterKeyId": {"Fn::GetAtt": ["LakeKey", "Arn"]}}
+    assert p["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    # SessionStore: dynamodb (default) creates the table; s3 keeps the lake's session_index/
+    store = CENTRAL["Parameters"]["SessionStore"]
+    assert store["Type"] == "String" and store["AllowedValues"] == ["dynamodb", "s3"]
+    assert store["Default"] == "dynamodb"
+    assert CENTRAL["Conditions"]["UseSessionTable"] == {"Fn::Equals": [{"Ref": "SessionStore"}, "dynamodb"]}
+    groups = CENTRAL["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    (lambda_group,) = [g for g in groups if g["Label"]["default"] == "Transformer Lambda"]
+    assert "SessionStore" in lambda_group["Parameters"]
+    assert CENTRAL["Outputs"]["SessionTableName"]["Condition"] == "UseSessionTable"
+    assert CENTRAL["Outputs"]["SessionTableName"]["Value"] == {"Ref": "SessionTable"}
 
 
 def test_stream_and_destination():
@@ -141,9 +189,17 @@ def test_bucket():
     assert enc["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
     assert p["VersioningConfiguration"] == {"Status": "Enabled"}
     assert all(p["PublicAccessBlockConfiguration"].values()) and len(p["PublicAccessBlockConfiguration"]) == 4
-    prefixes = {r.get("Prefix"): r for r in p["LifecycleConfiguration"]["Rules"]}
+    rules = {r["Id"]: r for r in p["LifecycleConfiguration"]["Rules"]}
+    prefixes = {r["Prefix"]: r for r in rules.values() if isinstance(r.get("Prefix"), str)}
     assert {"raw/", "errors/"} <= set(prefixes)
     assert prefixes["raw/"]["ExpirationInDays"] == {"Ref": "RawRetentionDays"}
+    # The S3 session index expires in both SessionStore modes, under the lake prefix.
+    session = rules["session-index"]
+    assert session["Status"] == "Enabled"
+    assert session["Prefix"] == {"Fn::If": ["HasLakePrefix", {"Fn::Sub": "${LakePrefix}/session_index/"},
+                                            "session_index/"]}
+    assert session["ExpirationInDays"] == 14
+    assert "Condition" not in session and "Transitions" not in session
     (deny,) = R["LakeBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 

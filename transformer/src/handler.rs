@@ -123,6 +123,21 @@ pub enum HandlerError {
     },
 }
 
+impl HandlerError {
+    /// Would the same batch succeed later (a throttled or unreachable store), or never
+    /// (a missing bucket, access denied)? Retrying the latter only delays the report.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Write { source, .. } => source.retryable(),
+            Self::Sessions(e) => e
+                .source
+                .downcast_ref::<LakeError>()
+                .is_none_or(LakeError::retryable),
+            Self::Encode { .. } => true,
+        }
+    }
+}
+
 /// One input record: its id and the exact Kinesis bytes (gzip). Backfills of files that
 /// are already decompressed set `gzip: false`.
 #[derive(Debug, Clone)]

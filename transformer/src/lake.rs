@@ -46,11 +46,25 @@ pub enum LakeError {
         location: String,
         /// One line for people (service, operation, error code).
         message: String,
+        /// Worth retrying: throttling, a 5xx, a network failure. Not: a missing bucket,
+        /// access denied, a malformed request.
+        retryable: bool,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("invalid object key {0:?}")]
     BadKey(String),
+}
+
+impl LakeError {
+    /// Would the same request succeed later? Local I/O and unknown failures: yes.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Service { retryable, .. } => *retryable,
+            Self::BadKey(_) => false,
+            Self::Io { .. } => true,
+        }
+    }
 }
 
 /// Put, get and list objects under a lake root.

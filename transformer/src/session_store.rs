@@ -29,7 +29,8 @@ pub fn valid_key_id(k: &str) -> bool {
     (16..=128).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-fn role_session_hash(role: &str, munged: &str) -> String {
+/// The partition of a role + `{{SessionName}}` pair (shared with the DynamoDB store).
+pub fn role_session_hash(role: &str, munged: &str) -> String {
     format!(
         "{:016x}",
         xxhash_rust::xxh3::xxh3_64(format!("{role}\n{munged}").as_bytes())
@@ -116,6 +117,15 @@ impl<O: ObjectStore> LakeSessionStore<O> {
 impl<O: ObjectStore> SessionStore for LakeSessionStore<O> {
     async fn get(&self, key: &str) -> Result<Option<StsSession>, StoreError> {
         self.get_key(key).await
+    }
+
+    /// One GET per key, concurrently.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<StsSession>>, StoreError> {
+        stream::iter(keys.iter().cloned())
+            .map(|k| async move { self.get_key(&k).await })
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await
     }
 
     async fn find_by_role_session(

@@ -28,11 +28,12 @@ use transformer::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumeError {
-    #[error("kinesis {op} on {stream}: {message}")]
+    #[error("Kinesis {op} {stream}: {message}")]
     Kinesis {
         op: &'static str,
         stream: String,
         message: String,
+        retryable: bool,
     },
     #[error("batch of {records} records still failing after {attempts} attempts: {message}")]
     BatchFailed {
@@ -40,8 +41,22 @@ pub enum ConsumeError {
         attempts: u32,
         message: String,
     },
-    #[error("checkpoint {location}: {message}")]
-    Checkpoint { location: String, message: String },
+    #[error("{location}: {message}")]
+    Checkpoint {
+        location: String,
+        message: String,
+        retryable: bool,
+    },
+}
+
+impl ConsumeError {
+    /// A missing stream or bucket, or access denied, will not heal by waiting.
+    fn retryable(&self) -> bool {
+        match self {
+            Self::Kinesis { retryable, .. } | Self::Checkpoint { retryable, .. } => *retryable,
+            Self::BatchFailed { .. } => false,
+        }
+    }
 }
 
 /// Consumer settings.
@@ -103,11 +118,32 @@ struct Buffered {
     data: Vec<u8>,
 }
 
-fn kerr<E: std::error::Error>(op: &'static str, stream: &str, e: E) -> ConsumeError {
+fn kerr<E>(
+    op: &'static str,
+    stream: &str,
+    e: aws_sdk_kinesis::error::SdkError<E, aws_sdk_kinesis::config::http::HttpResponse>,
+) -> ConsumeError
+where
+    E: aws_sdk_kinesis::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let f = auditlake::aws_error::describe(&e);
     ConsumeError::Kinesis {
         op,
         stream: stream.to_string(),
-        message: aws_sdk_kinesis::error::DisplayErrorContext(e).to_string(),
+        message: f.line,
+        retryable: f.retryable,
+    }
+}
+
+/// A lake failure while checkpointing or archiving.
+fn lerr(location: String, e: &transformer::lake::LakeError) -> ConsumeError {
+    ConsumeError::Checkpoint {
+        location,
+        message: match e {
+            transformer::lake::LakeError::Service { message, .. } => message.clone(),
+            other => other.to_string(),
+        },
+        retryable: e.retryable(),
     }
 }
 
@@ -200,14 +236,12 @@ impl<'h, O: ObjectStore, S: SessionStore> Consumer<'h, O, S> {
                     .map(Some)
                     .map_err(|e| ConsumeError::Checkpoint {
                         location: lake.locate(key),
-                        message: e.to_string(),
+                        message: format!("not a checkpoint: {e}"),
+                        retryable: false,
                     })
             }
             Ok(_) => Ok(None),
-            Err(e) => Err(ConsumeError::Checkpoint {
-                location: lake.locate(key),
-                message: e.to_string(),
-            }),
+            Err(e) => Err(lerr(lake.locate(key), &e)),
         }
     }
 
@@ -216,10 +250,7 @@ impl<'h, O: ObjectStore, S: SessionStore> Consumer<'h, O, S> {
         let body = serde_json::to_vec(v).unwrap_or_default();
         lake.put(key, body)
             .await
-            .map_err(|e| ConsumeError::Checkpoint {
-                location: lake.locate(key),
-                message: e.to_string(),
-            })
+            .map_err(|e| lerr(lake.locate(key), &e))
     }
 
     /// Retry a fallible async step with exponential backoff (transient endpoint outages).
@@ -233,7 +264,7 @@ impl<'h, O: ObjectStore, S: SessionStore> Consumer<'h, O, S> {
         loop {
             match f().await {
                 Ok(v) => return Ok(v),
-                Err(e) if attempt >= self.opts.max_attempts => return Err(e),
+                Err(e) if attempt >= self.opts.max_attempts || !e.retryable() => return Err(e),
                 Err(e) => {
                     eprintln!(
                         "consume: {what} failed (attempt {attempt}/{}), retrying in {delay:?}: {e}",
@@ -333,7 +364,7 @@ impl<'h, O: ObjectStore, S: SessionStore> Consumer<'h, O, S> {
                 .await
             {
                 Ok(out) => break out,
-                Err(e) if attempt >= self.opts.max_attempts => {
+                Err(e) if attempt >= self.opts.max_attempts || !e.retryable() => {
                     return Err(ConsumeError::BatchFailed {
                         records: records.len(),
                         attempts: attempt,
@@ -388,10 +419,7 @@ impl<'h, O: ObjectStore, S: SessionStore> Consumer<'h, O, S> {
             self.retry("writing the archive", || async {
                 lake.put(&key, body.clone())
                     .await
-                    .map_err(|e| ConsumeError::Checkpoint {
-                        location: lake.locate(&key),
-                        message: e.to_string(),
-                    })
+                    .map_err(|e| lerr(lake.locate(&key), &e))
             })
             .await?;
         }
@@ -585,12 +613,15 @@ impl<'h, O: ObjectStore, S: SessionStore> Consumer<'h, O, S> {
                         }
                     }
                     Err(e) => {
+                        let f = auditlake::aws_error::describe(&e);
+                        if !f.retryable {
+                            return Err(kerr("GetRecords", &self.opts.stream, e));
+                        }
                         // expired iterator or endpoint outage: start again from the last
                         // record we hold for this shard
                         eprintln!(
-                            "consume: GetRecords on {} failed, will retry: {}",
-                            shards[i].id,
-                            aws_sdk_kinesis::error::DisplayErrorContext(e)
+                            "consume: Kinesis GetRecords {} failed, will retry: {}",
+                            shards[i].id, f.line
                         );
                         shards[i].iterator = None;
                         all_caught_up = false;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 mod consume;
 mod demo;
 mod ingest;
+mod out;
 
 use clap::{Parser, Subcommand};
 
@@ -49,7 +50,8 @@ enum Cmd {
     /// Run the handler once on a Firehose transformation event (JSON file or `-`).
     /// Prints the Firehose response on stdout and counts on stderr.
     Invoke {
-        #[arg(long)]
+        /// The event: a JSON file, or `-` for stdin.
+        #[arg(long, value_name = "FILE")]
         event: String,
         /// Lake URI (directory or s3://bucket/prefix); default $AUDITLAKE_LAKE or ./lake.
         #[arg(long)]
@@ -58,16 +60,20 @@ enum Cmd {
     /// Backfill: CloudWatch Logs subscription payloads (gzip or JSON), the Firehose raw/
     /// archive, CloudTrail S3 log files. Directories are read recursively.
     Ingest {
+        /// Lake URI (directory or s3://bucket/prefix); default $AUDITLAKE_LAKE or ./lake.
         #[arg(long)]
         lake: Option<String>,
+        /// Files or directories to read.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
     /// Firehose stand-in: read every shard of a Kinesis stream, batch like Firehose,
     /// run the handler, archive Ok records under raw/ and failures under errors/.
     Consume {
+        /// Kinesis stream name or ARN (the region from AWS_REGION).
         #[arg(long)]
         stream: String,
+        /// Lake URI (directory or s3://bucket/prefix); default $AUDITLAKE_LAKE or ./lake.
         #[arg(long)]
         lake: Option<String>,
         /// Stop once every shard is drained (tests, backfills).
@@ -92,8 +98,27 @@ enum Cmd {
         /// Lake location to put in the DDL (s3://bucket/prefix).
         #[arg(long, default_value = schemas::ddl::LAKE_PLACEHOLDER)]
         location: String,
-        #[arg(long)]
+        /// Write one .sql file per table and view into this directory instead of stdout.
+        #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+    },
+    #[command(flatten)]
+    Hidden(HiddenCmd),
+}
+
+#[derive(Subcommand)]
+enum HiddenCmd {
+    /// The session-store contract against an AWS backend (the system tests run it on
+    /// moto): a DynamoDB table (`--table`, empty) or an S3 lake (`--lake`, empty).
+    #[command(hide = true)]
+    StoreContract {
+        #[arg(long)]
+        table: Option<String>,
+        #[arg(long)]
+        lake: Option<String>,
+        /// Pretend this many DynamoDB batch responses left their last item unprocessed.
+        #[arg(long, default_value_t = 0)]
+        inject_unprocessed: u32,
     },
 }
 
@@ -154,7 +179,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
         Cmd::Demo { lake } => demo::run(&lake)
             .await
             .map(|_| ())
-            .map_err(|e| Fail(1, e.to_string())),
+            .map_err(|e| Fail(e.exit_code(), e.to_string())),
         Cmd::Invoke { event, lake } => invoke(&event, lake.as_deref()).await,
         Cmd::Ingest { lake, paths } => ingest(lake.as_deref(), &paths).await,
         Cmd::Consume {
@@ -210,7 +235,24 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 c.batches, c.totals.records_in, c.totals.events_written, c.totals.sts_sessions, c.totals.records_failed);
             result.map_err(|e| Fail(1, e.to_string()))
         }
+        Cmd::Hidden(HiddenCmd::StoreContract {
+            table,
+            lake,
+            inject_unprocessed,
+        }) => store_contract(table, lake, inject_unprocessed).await,
         Cmd::Ddl { location, out } => {
+            if location != schemas::ddl::LAKE_PLACEHOLDER {
+                match auditlake::lake::LakeUri::parse(&location) {
+                    Ok(auditlake::lake::LakeUri::S3 { .. }) => {}
+                    Ok(_) => {
+                        return Err(Fail(
+                            2,
+                            format!("--location {location:?}: expected s3://bucket/prefix (Athena reads S3)"),
+                        ))
+                    }
+                    Err(e) => return Err(Fail(2, format!("--location: {e}"))),
+                }
+            }
             for (file, sql) in schemas::ddl::rendered_files() {
                 let sql = sql.replace(
                     schemas::ddl::LAKE_PLACEHOLDER,
@@ -224,12 +266,39 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                         std::fs::write(&p, sql)
                             .map_err(|e| Fail(1, format!("{}: {e}", p.display())))?;
                     }
-                    None => println!("{sql}"),
+                    None => out::emitln(&sql),
                 }
             }
             Ok(())
         }
     }
+}
+
+async fn store_contract(
+    table: Option<String>,
+    lake: Option<String>,
+    inject_unprocessed: u32,
+) -> Result<(), Fail> {
+    match (table, lake) {
+        (Some(table), None) => {
+            let store = auditlake::dynamodb::DynamoSessionStore::from_env(table).await;
+            store.inject_unprocessed(inject_unprocessed);
+            resolver::store::contract(&store).await;
+            out::emitln(&format!(
+                "contract kept: dynamodb; {}",
+                store.requests.summary()
+            ));
+        }
+        (None, Some(lake)) => {
+            let uri = auditlake::lake::LakeUri::parse(&lake).map_err(|e| Fail(2, e.to_string()))?;
+            let lake = Arc::new(auditlake::lake::Lake::open(&uri).await);
+            resolver::store::contract(&transformer::session_store::LakeSessionStore::new(lake))
+                .await;
+            out::emitln("contract kept: lake");
+        }
+        _ => return Err(Fail(2, "give --table or --lake".into())),
+    }
+    Ok(())
 }
 
 async fn invoke(event: &str, lake: Option<&str>) -> Result<(), Fail> {
@@ -260,7 +329,7 @@ async fn invoke(event: &str, lake: Option<&str>) -> Result<(), Fail> {
         }
     }
     let json = serde_json::to_string(&resp).map_err(|e| Fail(1, e.to_string()))?;
-    println!("{json}");
+    out::emitln(&json);
     eprintln!("{}", out.metrics.emf_line(now));
     Ok(())
 }
@@ -290,7 +359,23 @@ async fn ingest(lake: Option<&str>, paths: &[PathBuf]) -> Result<(), Fail> {
     let h = handler(lake, Trust::Backfill).await?;
     let mut total = transformer::metrics::Metrics::default();
     let mut unreadable = Vec::new();
-    for f in &files {
+    // a progress line on a terminal (rewritten in place); nothing extra into a pipe
+    let progress = {
+        use std::io::IsTerminal;
+        std::io::stderr().is_terminal()
+    };
+    let started = std::time::Instant::now();
+    for (n, f) in files.iter().enumerate() {
+        if progress {
+            eprint!(
+                "\ringest: file {}/{}, {:.1} MB in, {} events, {:.0} s ",
+                n + 1,
+                files.len(),
+                total.bytes_in as f64 / 1e6,
+                total.events_written,
+                started.elapsed().as_secs_f64()
+            );
+        }
         let bytes = std::fs::read(f).map_err(|e| Fail(2, format!("{}: {e}", f.display())))?;
         let name = f.display().to_string();
         let records = match ingest::records_from_file(&name, bytes, h.config.max_decompressed) {
@@ -316,6 +401,9 @@ async fn ingest(lake: Option<&str>, paths: &[PathBuf]) -> Result<(), Fail> {
             }
             total += out.metrics;
         }
+    }
+    if progress {
+        eprintln!();
     }
     eprintln!("{}", total.emf_line(now_ms()));
     eprintln!(

@@ -48,6 +48,69 @@ pub enum DemoError {
     Read { path: String, message: String },
     #[error(transparent)]
     AwsAuth(#[from] resolver::awsauth::AwsAuthError),
+    #[error("{0}: not empty and not made by `auditlake demo`; give another --lake or remove it")]
+    NotADemoLake(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DemoError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::NotADemoLake(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Marks a directory as a demo lake, so a re-run may clear it.
+const MARKER: &str = ".auditlake-demo";
+/// What a demo run writes (and a re-run removes).
+const DEMO_DIRS: [&str; 3] = ["eks_audit", "sts_sessions", "session_index"];
+
+/// Start clean: a re-run into a demo lake removes the previous run's tables (its
+/// session index would otherwise resolve more of the new run at ingest and change
+/// the counts); any other non-empty directory is refused. Returns what was found.
+fn prepare(dir: &Path) -> Result<Option<String>, DemoError> {
+    let io = |source| DemoError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    let entries: Vec<_> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.flatten().map(|e| e.file_name()).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io(e)),
+    };
+    let found = if entries.is_empty() {
+        None
+    } else if entries.iter().any(|n| n == MARKER) {
+        let mut removed = Vec::new();
+        for d in DEMO_DIRS {
+            let p = dir.join(d);
+            if p.exists() {
+                std::fs::remove_dir_all(&p).map_err(io)?;
+                removed.push(d);
+            }
+        }
+        Some(format!(
+            "demo: {} held an earlier demo run; removed its {} to start clean",
+            dir.display(),
+            removed.join(", ")
+        ))
+    } else {
+        return Err(DemoError::NotADemoLake(dir.display().to_string()));
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    std::fs::write(
+        dir.join(MARKER),
+        "written by `auditlake demo`; a re-run replaces this lake\n",
+    )
+    .map_err(io)?;
+    Ok(found)
 }
 
 // ---- reading the lake back for the report ---------------------------------------------
@@ -119,6 +182,8 @@ pub struct ReportRow {
     pub access_key: Option<String>,
     pub aws_arn: Option<String>,
     pub aws_role_arn: Option<String>,
+    pub principal_cluster: String,
+    pub principal_pod: String,
 }
 
 fn rows(batches: &[RecordBatch]) -> Vec<ReportRow> {
@@ -154,6 +219,8 @@ fn rows(batches: &[RecordBatch]) -> Vec<ReportRow> {
             "aws_access_key_id",
             "aws_arn",
             "aws_role_arn",
+            "principal_cluster",
+            "principal_pod",
         ];
         let c: Vec<&StringArray> = cols.iter().map(|n| s(b, n)).collect();
         for i in 0..b.num_rows() {
@@ -183,6 +250,8 @@ fn rows(batches: &[RecordBatch]) -> Vec<ReportRow> {
                 access_key: get(c[14], i).map(str::to_string),
                 aws_arn: get(c[15], i).map(str::to_string),
                 aws_role_arn: get(c[16], i).map(str::to_string),
+                principal_cluster: v(17),
+                principal_pod: v(18),
                 response_code: code.is_valid(i).then(|| code.value(i)),
             });
         }
@@ -212,6 +281,8 @@ fn late_attribution(rows: &mut [ReportRow], index: &SessionIndex) -> usize {
             r.principal = a.principal_name.as_deref().unwrap_or("").to_string();
             r.principal_type = a.principal_type.as_str().to_string();
             r.role_chain = a.role_chain.iter().map(|c| c.to_string()).collect();
+            r.principal_cluster = a.principal_cluster.as_deref().unwrap_or("").to_string();
+            r.principal_pod = a.principal_pod.as_deref().unwrap_or("").to_string();
             r.status = "resolved (late, view)".into();
             n += 1;
         }
@@ -238,6 +309,122 @@ async fn load_sessions(lake: &LocalDir) -> Result<SessionIndex, DemoError> {
     }
     index.finalize();
     Ok(index)
+}
+
+/// One line of the incident timeline.
+struct Step<'r> {
+    row: &'r ReportRow,
+    what: String,
+}
+
+/// Every incident event the playbook finds, in time order: aws-auth writes that grant
+/// `system:masters` (06), bindings of anonymous subjects (01), secrets read anonymously
+/// (04/05), exec into kube-system (03), privileged pods (07), bursts of 403s (02).
+fn timeline(rows: &[ReportRow]) -> Vec<Step<'_>> {
+    let mut out: Vec<Step<'_>> = Vec::new();
+    for r in rows.iter().filter(|r| {
+        r.resource == "configmaps"
+            && r.namespace == "kube-system"
+            && r.name == "aws-auth"
+            && matches!(r.verb.as_str(), "create" | "update" | "patch" | "delete")
+    }) {
+        let grant = if r.request_object.contains("system:masters") {
+            let role = r
+                .request_object
+                .split("rolearn: ")
+                .nth(1)
+                .and_then(|x| x.split(['\\', '\n', ' ']).next())
+                .unwrap_or("a role");
+            format!(": maps {role} to system:masters")
+        } else {
+            String::new()
+        };
+        out.push(Step {
+            row: r,
+            what: format!("{} ConfigMap kube-system/aws-auth{grant}", past(&r.verb)),
+        });
+    }
+    for r in rows.iter().filter(|r| {
+        r.resource == "clusterrolebindings"
+            && r.verb == "create"
+            && r.request_object.contains("system:anonymous")
+    }) {
+        out.push(Step {
+            row: r,
+            what: format!(
+                "created ClusterRoleBinding {} binding system:anonymous to cluster-admin",
+                r.name
+            ),
+        });
+    }
+    let anon: Vec<&ReportRow> = rows
+        .iter()
+        .filter(|r| {
+            r.username == "system:anonymous"
+                && r.resource == "secrets"
+                && r.response_code.is_some_and(|c| c < 400)
+        })
+        .collect();
+    if let Some(r) = anon.first() {
+        let ns: std::collections::BTreeSet<&str> =
+            anon.iter().map(|r| r.namespace.as_str()).collect();
+        out.push(Step {
+            row: r,
+            what: format!(
+                "secrets listed anonymously ({} requests, namespaces {})",
+                anon.len(),
+                ns.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    let mut seen_exec = std::collections::BTreeSet::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.subresource == "exec" && r.namespace == "kube-system")
+    {
+        if seen_exec.insert((r.cluster.clone(), r.name.clone(), r.event_ms)) {
+            out.push(Step {
+                row: r,
+                what: format!("exec into kube-system pod {}", r.name),
+            });
+        }
+    }
+    for r in rows.iter().filter(|r| {
+        r.resource == "pods"
+            && r.verb == "create"
+            && r.request_object.contains("\"privileged\":true")
+    }) {
+        out.push(Step {
+            row: r,
+            what: format!(
+                "created privileged hostPID/hostNetwork pod {}/{} mounting /",
+                r.namespace, r.name
+            ),
+        });
+    }
+    let mut by_ip: BTreeMap<&str, Vec<&ReportRow>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.response_code == Some(403)) {
+        by_ip.entry(&r.source_ip).or_default().push(r);
+    }
+    for v in by_ip.values().filter(|v| v.len() >= 20) {
+        let span = (v[v.len() - 1].event_ms - v[0].event_ms) / 1000;
+        out.push(Step {
+            row: v[0],
+            what: format!("burst of {} forbidden (403) requests in {span} s", v.len()),
+        });
+    }
+    out.sort_by_key(|s| s.row.event_ms);
+    out
+}
+
+fn past(verb: &str) -> String {
+    match verb {
+        "create" => "created".into(),
+        "update" => "updated".into(),
+        "patch" => "patched".into(),
+        "delete" => "deleted".into(),
+        v => v.to_string(),
+    }
 }
 
 fn hhmm(ms: i64) -> String {
@@ -270,6 +457,9 @@ fn who(r: &ReportRow) -> String {
 
 /// Run the demo into `lake_dir` and print the report. Returns the report text.
 pub async fn run(lake_dir: &Path) -> Result<String, DemoError> {
+    if let Some(note) = prepare(lake_dir)? {
+        eprintln!("{note}");
+    }
     let lake = Arc::new(LocalDir::new(lake_dir));
     let config = HandlerConfig {
         aws_auth: Some(Arc::new(AwsAuth::parse(DEMO_AWS_AUTH, "demo aws-auth")?)),
@@ -293,7 +483,7 @@ pub async fn run(lake_dir: &Path) -> Result<String, DemoError> {
     }
     let elapsed = started.elapsed();
     let report = report(lake_dir, &lake, &total, batches.len(), elapsed).await?;
-    println!("{report}");
+    crate::out::emitln(&report);
     Ok(report)
 }
 
@@ -346,108 +536,73 @@ async fn report(
 
     let _ = writeln!(
         o,
-        "\nIncident report (prod-east / prod-west), who really did it:"
+        "\nIncident timeline (prod-east / prod-west), who really did it:"
     );
-    let mut step = 0;
-    let mut line = |o: &mut String, title: &str, r: &ReportRow, extra: &str| {
-        step += 1;
+    for (i, t) in timeline(&rows).iter().enumerate() {
         let _ = writeln!(
             o,
-            "  {step}. {} {title}{extra}\n     by {} from {} on {}/{}",
-            hhmm(r.event_ms),
-            who(r),
-            r.source_ip,
-            r.account_id,
-            r.cluster
+            "  {}. {} {}  {}\n     by {} from {}",
+            i + 1,
+            hhmm(t.row.event_ms),
+            t.row.cluster,
+            t.what,
+            who(t.row),
+            t.row.source_ip
         );
-    };
-    if let Some(r) = rows.iter().find(|r| {
-        r.resource == "clusterrolebindings"
-            && r.verb == "create"
-            && r.request_object.contains("system:anonymous")
+    }
+    let _ = writeln!(
+        o,
+        "\nWorkloads acting in the clusters (not people, but named):"
+    );
+    let mut wl: BTreeMap<(String, String, String), (usize, i64, i64, String, String)> =
+        BTreeMap::new();
+    for r in rows.iter().filter(|r| {
+        matches!(
+            r.principal_type.as_str(),
+            "k8s_workload" | "ec2_instance" | "aws_service"
+        )
     }) {
-        line(
-            &mut o,
-            &format!(
-                "created ClusterRoleBinding {} binding system:anonymous to cluster-admin",
-                r.name
-            ),
-            r,
-            "",
-        );
+        let e = wl
+            .entry((
+                r.principal.clone(),
+                r.principal_type.clone(),
+                r.cluster.clone(),
+            ))
+            .or_insert((0, i64::MAX, i64::MIN, String::new(), String::new()));
+        e.0 += 1;
+        e.1 = e.1.min(r.event_ms);
+        e.2 = e.2.max(r.event_ms);
+        if e.3.is_empty() {
+            e.3 = r.principal_cluster.clone();
+        }
+        if e.4.is_empty() {
+            e.4 = r.principal_pod.clone();
+        }
     }
-    let anon: Vec<&ReportRow> = rows
-        .iter()
-        .filter(|r| {
-            r.username == "system:anonymous"
-                && r.resource == "secrets"
-                && r.response_code.is_some_and(|c| c < 400)
-        })
-        .collect();
-    if let Some(r) = anon.first() {
-        let ns: std::collections::BTreeSet<&str> =
-            anon.iter().map(|r| r.namespace.as_str()).collect();
-        line(
-            &mut o,
-            &format!(
-                "secrets listed anonymously ({} requests, namespaces {})",
-                anon.len(),
-                ns.into_iter().collect::<Vec<_>>().join(", ")
-            ),
-            r,
-            "",
-        );
-    }
-    if let Some(r) = rows
-        .iter()
-        .find(|r| r.subresource == "exec" && r.namespace == "kube-system")
-    {
-        line(
-            &mut o,
-            &format!("exec into kube-system pod {}", r.name),
-            r,
-            "",
-        );
-    }
-    if let Some(r) = rows.iter().find(|r| {
-        r.resource == "pods"
-            && r.verb == "create"
-            && r.request_object.contains("\"privileged\":true")
-    }) {
-        line(
-            &mut o,
-            &format!(
-                "created privileged hostPID/hostNetwork pod {}/{} mounting /",
-                r.namespace, r.name
-            ),
-            r,
-            "",
-        );
-    }
-    let mut by_ip: BTreeMap<&str, Vec<&ReportRow>> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.response_code == Some(403)) {
-        by_ip.entry(&r.source_ip).or_default().push(r);
-    }
-    if let Some((ip, v)) = by_ip.iter().max_by_key(|(_, v)| v.len()) {
-        let span = (v[v.len() - 1].event_ms - v[0].event_ms) / 1000;
-        line(
-            &mut o,
-            &format!(
-                "burst of {} forbidden (403) requests from {ip} in {span} s",
-                v.len()
-            ),
-            v[0],
-            "",
+    for ((name, kind, cluster), (n, first, last, from, pod)) in &wl {
+        let mut at = String::new();
+        if !from.is_empty() {
+            at.push_str(&format!(", runs in {from}"));
+        }
+        if !pod.is_empty() {
+            at.push_str(&format!(", pod {pod}"));
+        }
+        let _ = writeln!(
+            o,
+            "  {name} [{kind}{at}]: {n} requests on {cluster}, {}-{}",
+            hhmm(*first),
+            hhmm(*last)
         );
     }
 
     let dir = root.display();
-    let _ = writeln!(o, "\nThe lake is in {dir}/ (eks_audit/, sts_sessions/, session_index/). Query it with DuckDB:");
-    let _ = writeln!(o, "  duckdb -c \"SELECT principal_type, principal_name, count(*) AS events FROM read_parquet('{dir}/eks_audit/**/*.parquet', hive_partitioning = true) GROUP BY ALL ORDER BY events DESC\"");
     let _ = writeln!(
         o,
-        "  (account_id is a VARCHAR column in the files; dt is the only partition key.)"
+        "\nThe lake is in {dir}/ (eks_audit/, sts_sessions/, session_index/). Query it with DuckDB"
     );
+    let _ = writeln!(o, "(python3 -m pip install duckdb; `bash tests/run.sh` puts it in ~/.cache/eks-audit-lake/venv):");
+    let _ = writeln!(o, "  python3 -c \"import duckdb; duckdb.sql(\\\"SELECT principal_type, principal_name, count(*) AS events FROM read_parquet('{dir}/eks_audit/**/*.parquet', hive_partitioning = true) GROUP BY ALL ORDER BY events DESC\\\").show()\"");
+    let _ = writeln!(o, "  python3 tests/lakesql.py {dir} schemas/queries/06_aws_auth_changes.sql 2026-11-20 2026-11-20   # a playbook query (Athena SQL), with the attributed view");
     let _ = writeln!(o, "Athena DDL: schemas/athena/ (tables with partition projection, and the eks_audit_attributed view); `auditlake ddl --location s3://bucket/prefix` renders it for your bucket.");
     Ok(o)
 }
