@@ -2,11 +2,12 @@
 # Load run of the DynamoDB session index (not a test: it prints request counts):
 #
 #   bash bench/session_load.sh [SESSIONS] [LOOKUPS]     (defaults 200000 and 50000)
+#   STORES=s3 bash bench/session_load.sh 20000 5000      (one store only: dynamodb or s3)
 #
 # Starts moto_server (from the test command's venv), creates a table with the central
-# stack's key schema, and runs auditlake/src/bin/session_load.rs: SESSIONS CloudTrail
+# stack's key schema and a bucket, and runs auditlake/src/bin/session_load.rs: SESSIONS CloudTrail
 # AssumeRole records indexed through the real handler, then LOOKUPS audit events whose
-# keys a cold instance looks up. Results: BENCHMARKS.md and docs/deploy.md (cost).
+# keys a cold instance looks up; once with the lake's S3 index, once with DynamoDB. Results: BENCHMARKS.md and docs/deploy.md (cost).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -24,9 +25,13 @@ for _ in $(seq 50); do curl -fs "$AWS_ENDPOINT_URL/moto-api/" >/dev/null && brea
 "$venv/bin/python" - <<'PY'
 import boto3, os
 ddb = boto3.client("dynamodb", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"]).create_bucket(Bucket="load-lake")
 ddb.create_table(TableName="eks-audit-lake-sessions", BillingMode="PAY_PER_REQUEST",
                  KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
                  AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}])
 PY
-"${CARGO_TARGET_DIR:-target}/debug/session-load" --table eks-audit-lake-sessions \
+stores=()
+case "${STORES:-dynamodb s3}" in *dynamodb*) stores+=(--table eks-audit-lake-sessions) ;; esac
+case "${STORES:-dynamodb s3}" in *s3*) stores+=(--bucket load-lake) ;; esac
+"${CARGO_TARGET_DIR:-target}/debug/session-load" "${stores[@]}" \
   --sessions "${1:-200000}" --lookups "${2:-50000}"

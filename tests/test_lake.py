@@ -207,7 +207,11 @@ def _org_batches():
             "ASIASVC00000000000001", "ASIAROOT0000000000001", "ASIACHAIN000000000003", "ASIANORECORD00000001",
             # v-8 .. v-15: workloads (issue #11) and Identity Center's onBehalfOf
             "ASIAPOD00000000000001", "ASIAPODHOP0000000001", "ASIAIRSA000000000001", "ASIAIRSAHOP000000001",
-            "ASIAEC2I000000000001", "ASIALAMBDA0000000001", "ASIAECS00000000000001", "ASIAOBO00000000000001"]
+            "ASIAEC2I000000000001", "ASIALAMBDA0000000001", "ASIAECS00000000000001", "ASIAOBO00000000000001",
+            # v-16 .. v-18: what must not name a workload (the view's patterns and the resolver's
+            # checks must reject alike): a bad namespace tag, an EC2 session that is not an
+            # instance id, an IRSA-looking issuer behind another host's path
+            "ASIAPODBAD0000000001", "ASIAEC2BAD0000000001", "ASIAIRSABAD000000001"]
     # each event names its key's own session, as aws-iam-authenticator logs it ...
     audits = [E.audit_event(f"v-{i}", "2024-11-26T13:30:00Z", *_logged_identity(trail, k)) for i, k in enumerate(keys)]
     # ... but one names another role than its key's session: 'conflict', nobody named
@@ -252,7 +256,15 @@ def _workload_trail(t):
                                 "identityStoreArn": f"arn:aws:identitystore::{A}:identitystore/d-9067642ac7"}
     obo = E.assume_role("2024-11-26T13:01:00Z", A, obo_caller, f"arn:aws:iam::{A}:role/eks-viewer", "alice", "ASIAOBO00000000000001",
                         event_id="obo-1")
-    return [pod, pod_hop, irsa, irsa_hop, ec2, fn, ecs, obo]
+    bad_pod = _service(t, "pods.eks.amazonaws.com", "fleet-operator", "eks-x", "ASIAPODBAD0000000001",
+                       dict(POD_TAGS, **{"kubernetes-namespace": "Not A Namespace"}))
+    bad_ec2 = _service(t, "ec2.amazonaws.com", "bastion-host", "i-not-hex", "ASIAEC2BAD0000000001")
+    spoofed = f"arn:aws:iam::{A}:oidc-provider/attacker.example/oidc.eks.us-east-1.amazonaws.com/id/C1A0B2C3D4E5F607"
+    bad_irsa = E.sts("AssumeRoleWithWebIdentity", t, A, {"type": "WebIdentityUser", "userName": "system:serviceaccount:kube-system:x"},
+                     {"roleArn": f"arn:aws:iam::{A}:role/runner", "roleSessionName": "s"},
+                     {"credentials": E.creds("ASIAIRSABAD000000001"), "subjectFromWebIdentityToken": "system:serviceaccount:kube-system:x",
+                      "provider": spoofed}, event_id="irsa-bad")
+    return [pod, pod_hop, irsa, irsa_hop, ec2, fn, ecs, obo, bad_pod, bad_ec2, bad_irsa]
 
 
 def _logged_identity(trail, key):
@@ -315,6 +327,9 @@ def test_view_fills_late_attribution_exactly_as_ingest_does(auditlake, tmp_path)
     assert pick(14) == ("aws_service", "ecs:8f3e2d1c0b9a48e7a6b5c4d3e2f1a0b9", None, None)
     assert (by_id["v-15"]["principal_name"], by_id["v-15"]["principal_user_id"]) == ("alice@example.com", "94482488-3041-7026-18f3-be45837cd0e4")
     assert by_id["v-0"]["principal_user_id"] is None
+    assert pick(16) == ("aws_service", "pods.eks.amazonaws.com", None, None)
+    assert pick(17) == ("aws_service", "ec2.amazonaws.com", None, None)
+    assert pick(18) == ("web_identity", "system:serviceaccount:kube-system:x", None, None)
     # the issuer map names the IRSA workload's cluster at ingest
     mapped = tmp_path / "mapped"
     env = {"AUDITLAKE_OIDC_CLUSTERS": "C1A0B2C3D4E5F607=ci-tools"}

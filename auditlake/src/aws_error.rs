@@ -35,19 +35,6 @@ const NOT_RETRYABLE: &[&str] = &[
     "AuthorizationHeaderMalformed",
 ];
 
-/// Throttling and capacity codes that a retry (with backoff) fixes.
-const THROTTLED: &[&str] = &[
-    "Throttling",
-    "ThrottlingException",
-    "SlowDown",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "LimitExceededException",
-    "KMSThrottlingException",
-    "InternalError",
-    "ServiceUnavailable",
-];
-
 fn squash(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -71,8 +58,9 @@ where
             let err = ctx.err();
             let code = err.code().unwrap_or("UnknownError");
             let status = e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0);
-            let retryable = !NOT_RETRYABLE.contains(&code)
-                && (THROTTLED.contains(&code) || status >= 500 || status == 429 || status == 0);
+            // only what is known not to heal stops the retries: throttling, 5xx, an
+            // expired shard iterator, a request timeout, a clock skew all do heal
+            let retryable = !NOT_RETRYABLE.contains(&code);
             let msg = err.message().map(squash).unwrap_or_default();
             let line = match (msg.is_empty(), status) {
                 (true, 0) => code.to_string(),

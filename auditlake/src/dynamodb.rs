@@ -9,7 +9,9 @@
 //! pk = R#<hash(role, {{SessionName}})> sk = <issued ms, 13 digits>#<key>   the same, by name
 //! ```
 //!
-//! Every item carries the session as JSON (`s`) and a TTL (`expires_at`, epoch seconds):
+//! Every item carries the session as deflated JSON (`s`, binary: a session's JSON is
+//! ~1.1 KB, deflated ~0.5 KB, so an item stays under the 1 KB of one write unit) and a
+//! TTL (`expires_at`, epoch seconds):
 //! the session's end plus [`TTL_MARGIN_MS`], so DynamoDB deletes what can no longer
 //! attribute anything. A key lookup is one strongly consistent read (batched: 100 keys
 //! per `BatchGetItem`); a name lookup is one `Query` on the issue-time range. Indexing
@@ -112,6 +114,29 @@ fn role_sk(issued_ms: i64, key: &str) -> String {
     format!("{:013}#{key}", issued_ms.max(0))
 }
 
+/// A session as stored: its JSON, deflated.
+fn pack(session: &StsSession) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let json = serde_json::to_vec(session).ok()?;
+    let mut z = flate2::write::DeflateEncoder::new(
+        Vec::with_capacity(json.len() / 2),
+        flate2::Compression::default(),
+    );
+    z.write_all(&json).ok()?;
+    z.finish().ok()
+}
+
+/// A stored session's JSON; at most 64 KiB (an item is at most 400 KB, a session ~1 KB:
+/// anything bigger was not written by this store).
+fn unpack(b: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(b.len() * 3);
+    flate2::read::DeflateDecoder::new(b)
+        .take(64 << 10)
+        .read_to_end(&mut out)?;
+    Ok(out)
+}
+
 /// The TTL of a session's items, epoch seconds.
 pub fn expires_at(session: &StsSession) -> i64 {
     (session.lifetime_end_ms() + TTL_MARGIN_MS) / 1000
@@ -187,7 +212,11 @@ impl DynamoSessionStore {
             op,
             format!("dynamodb://{}", self.table),
             LakeError::Service {
-                op: LakeOp::Put,
+                op: if op == StoreOp::Put {
+                    LakeOp::Put
+                } else {
+                    LakeOp::Get
+                },
                 location: format!("dynamodb://{}", self.table),
                 message: msg.clone(),
                 retryable: true,
@@ -201,12 +230,15 @@ impl DynamoSessionStore {
         pk: String,
         sk: String,
         session: &StsSession,
-        json: &str,
+        packed: &[u8],
     ) -> HashMap<String, AttributeValue> {
         HashMap::from([
             ("pk".to_string(), s(pk)),
             ("sk".to_string(), s(sk)),
-            ("s".to_string(), s(json)),
+            (
+                "s".to_string(),
+                AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(packed)),
+            ),
             (
                 "expires_at".to_string(),
                 AttributeValue::N(expires_at(session).to_string()),
@@ -219,7 +251,10 @@ impl DynamoSessionStore {
         what: &str,
     ) -> Result<StsSession, StoreError> {
         let json = match item.get("s") {
-            Some(AttributeValue::S(j)) => j,
+            Some(AttributeValue::B(b)) => {
+                unpack(b.as_ref()).map_err(|e| StoreError::new(StoreOp::Decode, what, e))?
+            }
+            Some(AttributeValue::S(j)) => j.clone().into_bytes(),
             _ => {
                 return Err(StoreError::new(
                     StoreOp::Decode,
@@ -228,7 +263,7 @@ impl DynamoSessionStore {
                 ))
             }
         };
-        serde_json::from_str(json).map_err(|e| StoreError::new(StoreOp::Decode, what, e))
+        serde_json::from_slice(&json).map_err(|e| StoreError::new(StoreOp::Decode, what, e))
     }
 
     /// Index one session's key, never replacing: `New`, or what holds the key.
@@ -236,7 +271,7 @@ impl DynamoSessionStore {
         &self,
         session: &StsSession,
         key: &str,
-        json: &str,
+        json: &[u8],
     ) -> Result<Indexed, StoreError> {
         let pk = key_pk(key);
         self.requests.put_item.fetch_add(1, Ordering::Relaxed);
@@ -423,14 +458,18 @@ impl SessionStore for DynamoSessionStore {
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<StsSession>>, StoreError> {
-        let chunks: Vec<Vec<String>> = keys.chunks(GET_BATCH).map(<[String]>::to_vec).collect();
+        // BatchGetItem refuses a key twice in one request: ask for each key once
+        let mut unique: Vec<String> = keys.to_vec();
+        unique.sort();
+        unique.dedup();
+        let chunks: Vec<Vec<String>> = unique.chunks(GET_BATCH).map(<[String]>::to_vec).collect();
         let maps: Vec<HashMap<String, StsSession>> = stream::iter(chunks)
             .map(|c| async move { self.get_batch(&c).await })
             .buffered(CONCURRENCY)
             .try_collect()
             .await?;
-        let mut all: HashMap<String, StsSession> = maps.into_iter().flatten().collect();
-        Ok(keys.iter().map(|k| all.remove(k)).collect())
+        let all: HashMap<String, StsSession> = maps.into_iter().flatten().collect();
+        Ok(keys.iter().map(|k| all.get(k).cloned()).collect())
     }
 
     async fn find_by_role_session(
@@ -469,11 +508,11 @@ impl SessionStore for DynamoSessionStore {
     }
 
     async fn put(&self, sessions: &[Arc<StsSession>]) -> Result<Vec<Indexed>, StoreError> {
-        let work: Vec<Option<(Arc<StsSession>, String, String)>> = sessions
+        let work: Vec<Option<(Arc<StsSession>, String, Vec<u8>)>> = sessions
             .iter()
             .map(|sess| {
                 let key = indexable(sess).filter(|k| valid_key_id(k))?.to_string();
-                let json = serde_json::to_string(&**sess).ok()?;
+                let json = pack(sess)?;
                 Some((sess.clone(), key, json))
             })
             .collect();
@@ -504,6 +543,19 @@ impl SessionStore for DynamoSessionStore {
                 ))
             })
             .collect();
+        // BatchWriteItem refuses two requests for one item: the same session twice in
+        // a call (New, then Same) has one name entry
+        let mut seen = std::collections::HashSet::new();
+        let names: Vec<HashMap<String, AttributeValue>> = names
+            .into_iter()
+            .filter(|i| {
+                let k = |a: &str| match i.get(a) {
+                    Some(AttributeValue::S(v)) => v.clone(),
+                    _ => String::new(),
+                };
+                seen.insert((k("pk"), k("sk")))
+            })
+            .collect();
         self.write_all(names).await?;
         Ok(outcomes)
     }
@@ -528,6 +580,23 @@ mod tests {
             assert_eq!(k >= lo && k <= hi, inside, "{t}");
         }
         assert_eq!(role_sk(-5, "K"), "0000000000000#K");
+    }
+
+    #[test]
+    fn a_session_packs_below_one_write_unit_and_round_trips() {
+        let s = resolver::store::example_session("ASIAEXAMPLEKEY0001", "e", 1_000_000, "alice");
+        let p = pack(&s).unwrap();
+        assert!(p.len() < 700, "{}", p.len());
+        let back: StsSession = serde_json::from_slice(&unpack(&p).unwrap()).unwrap();
+        assert_eq!(back, s);
+        // a bomb is cut at 64 KiB, never inflated further
+        let big = {
+            use std::io::Write;
+            let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+            z.write_all(&vec![b'x'; 10 << 20]).unwrap();
+            z.finish().unwrap()
+        };
+        assert_eq!(unpack(&big).unwrap().len(), 64 << 10);
     }
 
     #[test]

@@ -131,7 +131,6 @@ pub fn munge_session_name(raw: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// A 12-digit AWS account id.
 /// An EKS cluster name: 1-100 letters, digits, `-` and `_`, starting with a letter or
 /// digit (<https://docs.aws.amazon.com/eks/latest/APIReference/API_CreateCluster.html>).
 pub fn is_cluster_name(name: &str) -> bool {
@@ -143,6 +142,7 @@ pub fn is_cluster_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
 }
 
+/// A 12-digit AWS account id.
 pub fn is_account_id(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }

@@ -422,6 +422,10 @@ impl SessionIndex {
                         // same person, different routes: the route is not known
                         a.role_chain.clear();
                     }
+                    if found.iter().any(|o| o.principal_pod != a.principal_pod) {
+                        // the same workload in several pods: which pod is not known
+                        a.principal_pod = None;
+                    }
                     a
                 } else if found.len() > 1 {
                     Attribution::bare(P::AssumedRole, M::SessionName, S::Ambiguous)

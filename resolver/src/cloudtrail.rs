@@ -387,7 +387,14 @@ fn from_record(r: Record) -> Result<Parsed, CloudTrailError> {
         .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
         .filter(|(k, v)| !k.is_empty() && k.len() <= MAX_TAG_KEY && v.len() <= MAX_TAG_VALUE)
         .take(MAX_SESSION_TAGS)
-        .collect();
+        .fold(Vec::new(), |mut out: Vec<(String, String)>, (k, v)| {
+            // STS tag keys are case-insensitive and unique; keep the first of a repeat
+            // (a map column must not hold a key twice)
+            if !out.iter().any(|(o, _)| o.eq_ignore_ascii_case(&k)) {
+                out.push((k, v));
+            }
+            out
+        });
     let (on_behalf_of_user_id, on_behalf_of_identity_store_arn) = match on_behalf_of {
         Some(o) => (o.user_id, o.identity_store_arn),
         None => (None, None),

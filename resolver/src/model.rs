@@ -146,6 +146,7 @@ impl<'a> Attribution<'a> {
             && self.principal_arn == o.principal_arn
             && self.principal_account_id == o.principal_account_id
             && self.principal_cluster == o.principal_cluster
+            && self.principal_user_id == o.principal_user_id
     }
 }
 

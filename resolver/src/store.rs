@@ -422,6 +422,18 @@ pub async fn contract<S: SessionStore>(store: &S) {
         vec![Some((*b).clone()), None, Some((*a).clone())],
         "get_many keeps the order"
     );
+    let twice = store
+        .get_many(&[
+            "ASIACONTRACTKEYAAA".to_string(),
+            "ASIACONTRACTKEYAAA".to_string(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        twice,
+        vec![Some((*a).clone()), Some((*a).clone())],
+        "a key asked twice"
+    );
     // never replace: a replay is Same, a different record for the key a Conflict
     let mut forged = (*a).clone();
     forged.event_id = "ev-forged".into();

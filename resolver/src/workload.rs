@@ -137,17 +137,32 @@ fn pod_identity(s: &StsSession) -> Option<Workload> {
     })
 }
 
-/// The issuer id of an EKS cluster's OIDC provider (`.../oidc.eks.<region>.amazonaws.com/id/<ID>`),
-/// from a provider ARN or URL.
+/// The issuer id of an EKS cluster's OIDC provider, from the provider's ARN
+/// (`arn:<p>:iam::<account>:oidc-provider/oidc.eks.<region>.amazonaws.com/id/<ID>`), its
+/// URL (`https://oidc.eks.<region>.amazonaws.com/id/<ID>`) or the bare issuer. Nothing may
+/// stand between the prefix and the host: IAM accepts providers with a path, and a
+/// member account could otherwise register `https://evil.example/oidc.eks.../id/<ID>`.
 pub fn eks_issuer_id(provider: &str) -> Option<&str> {
-    let (host, id) = provider.rsplit_once("/id/")?;
-    let host = host.rsplit('/').next()?;
+    let issuer = if provider.starts_with("arn:") {
+        // IAM ARNs have no region
+        let global = provider.split(':').nth(3) == Some("");
+        let a = arn::parse(provider)
+            .filter(|a| global && a.service == "iam" && arn::is_account_id(a.account))?;
+        a.resource.strip_prefix("oidc-provider/")?
+    } else {
+        provider.strip_prefix("https://").unwrap_or(provider)
+    };
+    let (host, id) = issuer.split_once("/id/")?;
     let rest = host.strip_prefix("oidc.eks.")?;
     let region = rest
         .strip_suffix(".amazonaws.com")
         .or_else(|| rest.strip_suffix(".amazonaws.com.cn"))?;
+    let ok_region = !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     let ok_id = !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric());
-    (!region.is_empty() && ok_id).then_some(id)
+    (ok_region && ok_id).then_some(id)
 }
 
 /// The IRSA workload behind an `AssumeRoleWithWebIdentity`, if its token came from an

@@ -184,25 +184,25 @@ workloads AS (
   SELECT origins.*,
     CASE
       WHEN o_event_name = 'AssumeRoleWithWebIdentity'
-       AND regexp_like(o_web_identity_provider, '(^|/)oidc\.eks\.[^/]+\.amazonaws\.com(\.cn)?/id/[A-Za-z0-9]{1,64}$')
-       AND regexp_like(o_web_identity_subject, '^system:serviceaccount:[a-z0-9.-]{1,253}:[a-z0-9.-]{1,253}$') THEN 'irsa'
+       AND regexp_like(o_web_identity_provider, '^(arn:aws[^:]*:iam::[0-9]{12}:oidc-provider/|https://)?oidc\.eks\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/id/[A-Za-z0-9]{1,64}\z')
+       AND regexp_like(o_web_identity_subject, '^system:serviceaccount:[a-z0-9.-]{1,253}:[a-z0-9.-]{1,253}\z') THEN 'irsa'
       WHEN o_event_name <> 'AssumeRole' OR COALESCE(o_caller_type, '') <> 'AWSService' THEN NULL
       WHEN o_caller_user_name = 'pods.eks.amazonaws.com'
-       AND regexp_like(element_at(o_session_tags, 'kubernetes-namespace'), '^[a-z0-9.-]{1,253}$')
-       AND regexp_like(element_at(o_session_tags, 'kubernetes-service-account'), '^[a-z0-9.-]{1,253}$') THEN 'pod_identity'
+       AND regexp_like(element_at(o_session_tags, 'kubernetes-namespace'), '^[a-z0-9.-]{1,253}\z')
+       AND regexp_like(element_at(o_session_tags, 'kubernetes-service-account'), '^[a-z0-9.-]{1,253}\z') THEN 'pod_identity'
       WHEN o_caller_user_name = 'ec2.amazonaws.com'
-       AND regexp_like(o_role_session_name, '^i-([0-9a-fA-F]{8}|[0-9a-fA-F]{17})$') THEN 'ec2'
+       AND regexp_like(o_role_session_name, '^i-([0-9a-fA-F]{8}|[0-9a-fA-F]{17})\z') THEN 'ec2'
       WHEN o_caller_user_name = 'lambda.amazonaws.com'
-       AND regexp_like(o_role_session_name, '^[A-Za-z0-9_-]{1,64}$') THEN 'lambda'
+       AND regexp_like(o_role_session_name, '^[A-Za-z0-9_-]{1,64}\z') THEN 'lambda'
       WHEN o_caller_user_name = 'ecs-tasks.amazonaws.com'
-       AND regexp_like(o_role_session_name, '^[A-Za-z0-9_-]{1,64}$') THEN 'ecs'
+       AND regexp_like(o_role_session_name, '^[A-Za-z0-9_-]{1,64}\z') THEN 'ecs'
     END AS o_workload
   FROM origins
 ),
 decided AS (
   SELECT workloads.*,
     CASE WHEN regexp_like(element_at(o_session_tags, 'eks-cluster-arn'),
-      '^arn:aws[^:]*:eks:[^:]*:[0-9]{12}:cluster/[A-Za-z0-9][A-Za-z0-9_-]{0,99}$')
+      '^arn:aws[^:]*:eks:[^:]*:[0-9]{12}:cluster/[A-Za-z0-9][A-Za-z0-9_-]{0,99}\z')
       THEN element_at(o_session_tags, 'eks-cluster-arn') END AS o_cluster_arn,
     (origin_hop IS NOT NULL AND COALESCE(o_caller_type, '') <> 'AWSAccount') AS view_resolves
   FROM workloads
@@ -295,10 +295,10 @@ SELECT
   CASE WHEN role_conflict THEN 'access_key' WHEN view_resolves THEN 'access_key' ELSE attribution_method END AS attribution_method,
   CASE WHEN role_conflict THEN 'conflict' WHEN view_resolves THEN 'resolved' ELSE attribution_status END AS attribution_status,
   CASE WHEN role_conflict THEN NULL WHEN view_resolves THEN CASE WHEN o_workload = 'pod_identity' THEN COALESCE(
-        CASE WHEN regexp_like(element_at(o_session_tags, 'eks-cluster-name'), '^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$')
+        CASE WHEN regexp_like(element_at(o_session_tags, 'eks-cluster-name'), '^[A-Za-z0-9][A-Za-z0-9_-]{0,99}\z')
           THEN element_at(o_session_tags, 'eks-cluster-name') END,
-        regexp_extract(o_cluster_arn, 'cluster/([^/]+)$', 1)) END ELSE principal_cluster END AS principal_cluster,
-  CASE WHEN role_conflict THEN NULL WHEN view_resolves THEN CASE WHEN o_workload = 'pod_identity' AND regexp_like(element_at(o_session_tags, 'kubernetes-pod-name'), '^[a-z0-9.-]{1,253}$')
+        regexp_extract(o_cluster_arn, 'cluster/([^/]+)\z', 1)) END ELSE principal_cluster END AS principal_cluster,
+  CASE WHEN role_conflict THEN NULL WHEN view_resolves THEN CASE WHEN o_workload = 'pod_identity' AND regexp_like(element_at(o_session_tags, 'kubernetes-pod-name'), '^[a-z0-9.-]{1,253}\z')
       THEN element_at(o_session_tags, 'kubernetes-pod-name') END ELSE principal_pod END AS principal_pod,
   CASE WHEN role_conflict THEN NULL WHEN view_resolves THEN COALESCE(s1_on_behalf_of_user_id, s2_on_behalf_of_user_id, s3_on_behalf_of_user_id) ELSE principal_user_id END AS principal_user_id,
   parse_status,

@@ -63,26 +63,28 @@ fn hop_fields() -> String {
 
 /// Which workload a service-started origin session names (`resolver::workload`):
 /// 'irsa', 'pod_identity', 'ec2', 'lambda', 'ecs', or NULL. The patterns are the naming
-/// rules the resolver checks.
+/// rules the resolver checks, anchored with `\z` (Athena's `$` would also match before a
+/// final newline). One difference stays: the view cannot know `AUDITLAKE_OIDC_CLUSTERS`,
+/// so a late IRSA row has no `principal_cluster`.
 const WORKLOAD_KIND: &str = r"CASE
       WHEN o_event_name = 'AssumeRoleWithWebIdentity'
-       AND regexp_like(o_web_identity_provider, '(^|/)oidc\.eks\.[^/]+\.amazonaws\.com(\.cn)?/id/[A-Za-z0-9]{1,64}$')
-       AND regexp_like(o_web_identity_subject, '^system:serviceaccount:[a-z0-9.-]{1,253}:[a-z0-9.-]{1,253}$') THEN 'irsa'
+       AND regexp_like(o_web_identity_provider, '^(arn:aws[^:]*:iam::[0-9]{12}:oidc-provider/|https://)?oidc\.eks\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/id/[A-Za-z0-9]{1,64}\z')
+       AND regexp_like(o_web_identity_subject, '^system:serviceaccount:[a-z0-9.-]{1,253}:[a-z0-9.-]{1,253}\z') THEN 'irsa'
       WHEN o_event_name <> 'AssumeRole' OR COALESCE(o_caller_type, '') <> 'AWSService' THEN NULL
       WHEN o_caller_user_name = 'pods.eks.amazonaws.com'
-       AND regexp_like(element_at(o_session_tags, 'kubernetes-namespace'), '^[a-z0-9.-]{1,253}$')
-       AND regexp_like(element_at(o_session_tags, 'kubernetes-service-account'), '^[a-z0-9.-]{1,253}$') THEN 'pod_identity'
+       AND regexp_like(element_at(o_session_tags, 'kubernetes-namespace'), '^[a-z0-9.-]{1,253}\z')
+       AND regexp_like(element_at(o_session_tags, 'kubernetes-service-account'), '^[a-z0-9.-]{1,253}\z') THEN 'pod_identity'
       WHEN o_caller_user_name = 'ec2.amazonaws.com'
-       AND regexp_like(o_role_session_name, '^i-([0-9a-fA-F]{8}|[0-9a-fA-F]{17})$') THEN 'ec2'
+       AND regexp_like(o_role_session_name, '^i-([0-9a-fA-F]{8}|[0-9a-fA-F]{17})\z') THEN 'ec2'
       WHEN o_caller_user_name = 'lambda.amazonaws.com'
-       AND regexp_like(o_role_session_name, '^[A-Za-z0-9_-]{1,64}$') THEN 'lambda'
+       AND regexp_like(o_role_session_name, '^[A-Za-z0-9_-]{1,64}\z') THEN 'lambda'
       WHEN o_caller_user_name = 'ecs-tasks.amazonaws.com'
-       AND regexp_like(o_role_session_name, '^[A-Za-z0-9_-]{1,64}$') THEN 'ecs'
+       AND regexp_like(o_role_session_name, '^[A-Za-z0-9_-]{1,64}\z') THEN 'ecs'
     END";
 
 /// A Pod Identity session's `eks-cluster-arn` tag, if it is a cluster ARN.
 const CLUSTER_ARN: &str = r"CASE WHEN regexp_like(element_at(o_session_tags, 'eks-cluster-arn'),
-      '^arn:aws[^:]*:eks:[^:]*:[0-9]{12}:cluster/[A-Za-z0-9][A-Za-z0-9_-]{0,99}$')
+      '^arn:aws[^:]*:eks:[^:]*:[0-9]{12}:cluster/[A-Za-z0-9][A-Za-z0-9_-]{0,99}\z')
       THEN element_at(o_session_tags, 'eks-cluster-arn') END";
 
 fn filled_expr(col: &str) -> &'static str {
@@ -132,13 +134,13 @@ fn filled_expr(col: &str) -> &'static str {
       ELSE o_caller_account_id END"
         }
         "principal_cluster" => {
-            "CASE WHEN o_workload = 'pod_identity' THEN COALESCE(
-        CASE WHEN regexp_like(element_at(o_session_tags, 'eks-cluster-name'), '^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$')
+            r"CASE WHEN o_workload = 'pod_identity' THEN COALESCE(
+        CASE WHEN regexp_like(element_at(o_session_tags, 'eks-cluster-name'), '^[A-Za-z0-9][A-Za-z0-9_-]{0,99}\z')
           THEN element_at(o_session_tags, 'eks-cluster-name') END,
-        regexp_extract(o_cluster_arn, 'cluster/([^/]+)$', 1)) END"
+        regexp_extract(o_cluster_arn, 'cluster/([^/]+)\z', 1)) END"
         }
         "principal_pod" => {
-            "CASE WHEN o_workload = 'pod_identity' AND regexp_like(element_at(o_session_tags, 'kubernetes-pod-name'), '^[a-z0-9.-]{1,253}$')
+            r"CASE WHEN o_workload = 'pod_identity' AND regexp_like(element_at(o_session_tags, 'kubernetes-pod-name'), '^[a-z0-9.-]{1,253}\z')
       THEN element_at(o_session_tags, 'kubernetes-pod-name') END"
         }
         "principal_user_id" => {

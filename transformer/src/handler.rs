@@ -129,11 +129,15 @@ impl HandlerError {
     pub fn retryable(&self) -> bool {
         match self {
             Self::Write { source, .. } => source.retryable(),
-            Self::Sessions(e) => e
-                .source
-                .downcast_ref::<LakeError>()
-                .is_none_or(LakeError::retryable),
-            Self::Encode { .. } => true,
+            Self::Sessions(e) => match e.source.downcast_ref::<LakeError>() {
+                Some(l) => l.retryable(),
+                // a record that does not encode or decode will not next time either
+                None => !matches!(
+                    e.op,
+                    resolver::store::StoreOp::Encode | resolver::store::StoreOp::Decode
+                ),
+            },
+            Self::Encode { .. } => false,
         }
     }
 }

@@ -20,8 +20,6 @@ use crate::session_store::valid_key_id;
 
 /// Concurrent store requests per round.
 pub const CONCURRENCY: usize = 32;
-/// Keys per `get_many` call (DynamoDB's `BatchGetItem` takes at most 100).
-pub const GET_CHUNK: usize = 100;
 
 /// The warm cache is shared by concurrent invocations' threads. A panic while holding
 /// the lock cannot leave an entry half-written (entries are replaced whole), so a
@@ -91,17 +89,10 @@ pub async fn fetch<S: SessionStore>(
         }
         stats.lookups += fetch.len() as u64;
         left -= fetch.len();
-        // one call per chunk: a batching store (DynamoDB) reads up to 100 keys at once
-        let chunks: Vec<Vec<String>> = fetch.chunks(GET_CHUNK).map(<[String]>::to_vec).collect();
-        let found: Vec<Vec<(String, Option<StsSession>)>> = stream::iter(chunks)
-            .map(|keys| async move {
-                let got = store.get_many(&keys).await?;
-                Ok::<_, StoreError>(keys.into_iter().zip(got).collect())
-            })
-            .buffered(CONCURRENCY)
-            .try_collect()
-            .await?;
-        let got = found.into_iter().flatten();
+        // one call per round: each store bounds its own concurrency (the lake's GETs) or
+        // batches (DynamoDB's BatchGetItem of 100)
+        let found = store.get_many(&fetch).await?;
+        let got = fetch.into_iter().zip(found);
         let mut c = lock(cache);
         for (k, s) in got {
             tried.insert(k.clone());

@@ -9,14 +9,18 @@
 //! table named by `--table` with the central stack's key schema.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
 
 use auditlake::dynamodb::DynamoSessionStore;
+use auditlake::s3::S3Store;
+use resolver::store::SessionStore;
 use transformer::handler::{Handler, HandlerConfig, InputRecord};
-use transformer::lake::MemoryStore;
+use transformer::lake::{LakeError, MemoryStore, ObjectStore};
+use transformer::session_store::LakeSessionStore;
 use transformer::trust::TrustedTrails;
 
 const TRAIL_OWNER: &str = "999999999999";
@@ -95,20 +99,52 @@ fn config() -> HandlerConfig {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let table = arg(&args, "--table").unwrap_or_else(|| "eks-audit-lake-sessions".into());
-    let n: usize = arg(&args, "--sessions")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
-    let m: usize = arg(&args, "--lookups")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50_000);
-    let store = DynamoSessionStore::from_env(table.clone()).await;
-    let lake = Arc::new(MemoryStore::default());
+/// Requests an object store served (the S3 store's side of the comparison).
+#[derive(Default)]
+struct ObjectRequests {
+    put: AtomicU64,
+    get: AtomicU64,
+    list: AtomicU64,
+}
 
-    let h = Handler::new(config(), lake.clone(), store.clone());
+#[derive(Clone)]
+struct Counted {
+    inner: S3Store,
+    n: Arc<ObjectRequests>,
+}
+
+impl ObjectStore for Counted {
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), LakeError> {
+        self.n.put.fetch_add(1, Ordering::Relaxed);
+        self.inner.put(key, body).await
+    }
+    async fn put_if_absent(&self, key: &str, body: Vec<u8>) -> Result<bool, LakeError> {
+        self.n.put.fetch_add(1, Ordering::Relaxed);
+        self.inner.put_if_absent(key, body).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
+        self.n.get.fetch_add(1, Ordering::Relaxed);
+        self.inner.get(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
+        self.n.list.fetch_add(1, Ordering::Relaxed);
+        self.inner.list(prefix).await
+    }
+    fn locate(&self, key: &str) -> String {
+        self.inner.locate(key)
+    }
+}
+
+/// Index `n` sessions, then look up `m` keys on a cold instance; (indexed, resolved,
+/// pending, write seconds, read seconds).
+async fn drive<S: SessionStore + Clone>(
+    writer: S,
+    reader: S,
+    n: usize,
+    m: usize,
+) -> anyhow::Result<(u64, u64, u64, f64, f64)> {
+    let lake = Arc::new(MemoryStore::default());
+    let h = Handler::new(config(), lake.clone(), writer);
     let started = Instant::now();
     let mut indexed = 0u64;
     let per_batch = PER_RECORD * RECORDS_PER_BATCH;
@@ -137,11 +173,8 @@ async fn main() -> anyhow::Result<()> {
         indexed += out.metrics.sts_sessions;
     }
     let write_s = started.elapsed().as_secs_f64();
-    let w = store.requests.summary();
-
     // a cold instance: its cache is empty, every key is a store lookup
-    let reader = DynamoSessionStore::from_env(table).await;
-    let cold = Handler::new(config(), lake, reader.clone());
+    let cold = Handler::new(config(), lake, reader);
     let started = Instant::now();
     let (mut resolved, mut pending) = (0u64, 0u64);
     let stride = (n / m.max(1)).max(1);
@@ -166,28 +199,85 @@ async fn main() -> anyhow::Result<()> {
         resolved += out.metrics.attribution_resolved;
         pending += out.metrics.attribution_pending;
     }
-    let read_s = started.elapsed().as_secs_f64();
-    let r = reader.requests.summary();
-    let g = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed) as f64;
-    let (wq, rq) = (&store.requests, &reader.requests);
-    let writes = g(&wq.put_item) + g(&wq.batch_write_item) + g(&wq.get_item);
-    let reads = g(&rq.batch_get_item) + g(&rq.get_item) + g(&rq.query);
-    let per = |x: f64, d: u64| x / (d.max(1) as f64);
+    Ok((
+        indexed,
+        resolved,
+        pending,
+        write_s,
+        started.elapsed().as_secs_f64(),
+    ))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = arg(&args, "--sessions")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let m: usize = arg(&args, "--lookups")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    let per = |x: u64, d: u64| x as f64 / (d.max(1) as f64);
+    let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
     println!(
-        "session index load run against DynamoDB ({})",
+        "session index load run ({}): {n} sessions, {m} lookups",
         std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "AWS".into())
     );
-    println!("  indexed {indexed} sessions in {write_s:.1} s: {w}");
-    println!(
-        "  requests per session: {:.3}; items (write units) per session: {:.2}",
-        per(writes, indexed),
-        per(g(&wq.items_written), indexed)
-    );
-    println!("  looked up {m} keys in {read_s:.1} s ({resolved} resolved, {pending} pending): {r}");
-    println!(
-        "  requests per lookup: {:.4}; keys read per lookup: {:.2}",
-        per(reads, m as u64),
-        per(g(&rq.keys_read), m as u64)
-    );
+    if let Some(bucket) = arg(&args, "--bucket") {
+        let s3 = S3Store::from_env(bucket, "load".into()).await;
+        let (wn, rn) = (
+            Arc::new(ObjectRequests::default()),
+            Arc::new(ObjectRequests::default()),
+        );
+        let w = LakeSessionStore::new(Arc::new(Counted {
+            inner: s3.clone(),
+            n: wn.clone(),
+        }));
+        let r = LakeSessionStore::new(Arc::new(Counted {
+            inner: s3,
+            n: rn.clone(),
+        }));
+        let (indexed, resolved, pending, ws, rs) = drive(Arc::new(w), Arc::new(r), n, m).await?;
+        println!(
+            "  S3 store: indexed {indexed} in {ws:.1} s: PUT {} GET {} LIST {}",
+            g(&wn.put),
+            g(&wn.get),
+            g(&wn.list)
+        );
+        println!(
+            "    per session: {:.3} PUT, {:.3} GET",
+            per(g(&wn.put), indexed),
+            per(g(&wn.get), indexed)
+        );
+        println!("  S3 store: {m} lookups in {rs:.1} s ({resolved} resolved, {pending} pending): GET {} LIST {}", g(&rn.get), g(&rn.list));
+        println!(
+            "    per lookup: {:.3} GET, {:.3} LIST",
+            per(g(&rn.get), m as u64),
+            per(g(&rn.list), m as u64)
+        );
+    }
+    if let Some(table) = arg(&args, "--table") {
+        let w = DynamoSessionStore::from_env(table.clone()).await;
+        let r = DynamoSessionStore::from_env(table).await;
+        let (indexed, resolved, pending, ws, rs) = drive(w.clone(), r.clone(), n, m).await?;
+        let (wq, rq) = (&w.requests, &r.requests);
+        let writes = g(&wq.put_item) + g(&wq.batch_write_item) + g(&wq.get_item);
+        let reads = g(&rq.batch_get_item) + g(&rq.get_item) + g(&rq.query);
+        println!(
+            "  DynamoDB store: indexed {indexed} in {ws:.1} s: {}",
+            wq.summary()
+        );
+        println!(
+            "    per session: {:.3} requests, {:.2} items written (1 WRU each: items < 1 KB)",
+            per(writes, indexed),
+            per(g(&wq.items_written), indexed)
+        );
+        println!("  DynamoDB store: {m} lookups in {rs:.1} s ({resolved} resolved, {pending} pending): {}", rq.summary());
+        println!(
+            "    per lookup: {:.4} requests, {:.2} strongly consistent item reads (1 RRU each)",
+            per(reads, m as u64),
+            per(g(&rq.keys_read), m as u64)
+        );
+    }
     Ok(())
 }

@@ -164,6 +164,15 @@ enum Trust {
 
 async fn handler(lake: Option<&str>, trust: Trust) -> Result<LakeHandler, Fail> {
     let mut config = Config::from_env(lake, Some("lake")).map_err(|e| Fail(2, e.to_string()))?;
+    if let auditlake::lake::LakeUri::Local(dir) = &config.lake {
+        // real data goes into what was a demo lake: a demo re-run must now refuse it
+        if demo::release(dir) {
+            eprintln!(
+                "note: {} was a demo lake; it now holds your data too, and `auditlake demo` will no longer clear it",
+                dir.display()
+            );
+        }
+    }
     if trust == Trust::Backfill {
         config.trusted_trails = config
             .trusted_trails

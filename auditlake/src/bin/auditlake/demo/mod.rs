@@ -69,6 +69,12 @@ impl DemoError {
 
 /// Marks a directory as a demo lake, so a re-run may clear it.
 const MARKER: &str = ".auditlake-demo";
+/// Another command writes into `dir`: if it was a demo lake, it is not any more (a
+/// demo re-run will refuse it rather than delete what was added). True if it was.
+pub fn release(dir: &Path) -> bool {
+    std::fs::remove_file(dir.join(MARKER)).is_ok()
+}
+
 /// What a demo run writes (and a re-run removes).
 const DEMO_DIRS: [&str; 3] = ["eks_audit", "sts_sessions", "session_index"];
 
@@ -327,6 +333,7 @@ fn timeline(rows: &[ReportRow]) -> Vec<Step<'_>> {
             && r.namespace == "kube-system"
             && r.name == "aws-auth"
             && matches!(r.verb.as_str(), "create" | "update" | "patch" | "delete")
+            && allowed(r)
     }) {
         let grant = if r.request_object.contains("system:masters") {
             let role = r
@@ -348,6 +355,7 @@ fn timeline(rows: &[ReportRow]) -> Vec<Step<'_>> {
         r.resource == "clusterrolebindings"
             && r.verb == "create"
             && r.request_object.contains("system:anonymous")
+            && allowed(r)
     }) {
         out.push(Step {
             row: r,
@@ -393,6 +401,7 @@ fn timeline(rows: &[ReportRow]) -> Vec<Step<'_>> {
         r.resource == "pods"
             && r.verb == "create"
             && r.request_object.contains("\"privileged\":true")
+            && allowed(r)
     }) {
         out.push(Step {
             row: r,
@@ -415,6 +424,11 @@ fn timeline(rows: &[ReportRow]) -> Vec<Step<'_>> {
     }
     out.sort_by_key(|s| s.row.event_ms);
     out
+}
+
+/// A write the API server carried out (a denied attempt is not "created").
+fn allowed(r: &ReportRow) -> bool {
+    r.response_code.is_some_and(|c| c < 400)
 }
 
 fn past(verb: &str) -> String {
