@@ -603,3 +603,21 @@ if __name__ == "__main__":
         subprocess.run([os.environ["AUDITLAKE_BIN"], "demo", "--lake", str(lake_dir)], check=True,
                        stdout=subprocess.DEVNULL)
         write_doc(lakesql.ROOT / "docs" / "playbook.md", lake_dir)
+
+
+def test_lakesql_runs_a_saved_query_from_the_command_line(demo_lake, lake):
+    """The README's local route to the playbook: `python3 tests/lakesql.py LAKE FILE PARAMS`."""
+    import subprocess
+    import sys
+
+    con, day = lake
+    r = subprocess.run([sys.executable, str(lakesql.ROOT / "tests" / "lakesql.py"), str(demo_lake),
+                        str(QUERIES / "06_aws_auth_changes.sql"), day, day], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "alice@example.com" in r.stdout and "prod-west" in r.stdout
+    sql = "SELECT count(*) AS bob_rows FROM eks_audit_attributed WHERE principal_name = 'bob'"
+    n = lakesql.rows(con, sql)[0]["bob_rows"]
+    r = subprocess.run([sys.executable, str(lakesql.ROOT / "tests" / "lakesql.py"), str(demo_lake), "--sql", sql],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and n > 0, r.stderr
+    assert re.search(rf"│\s+{n}\s+│", r.stdout), r.stdout

@@ -81,6 +81,12 @@ fn origin_of(s: &StsSession, issuers: &IssuerClusters) -> Origin {
     use PrincipalType as P;
     let resolved =
         |t: P| Attribution::bare(t, AttributionMethod::AccessKey, AttributionStatus::Resolved);
+    // a pod, instance or function an AWS service started the session for
+    if let Some(w) = workload::of(s, issuers) {
+        let mut a = from_workload(w);
+        a.source_identity = owned(&s.source_identity);
+        return Origin::Principal(a);
+    }
     let mut a = match s.event_name {
         StsEventName::AssumeRoleWithSAML => {
             let idc = s
@@ -98,11 +104,6 @@ fn origin_of(s: &StsSession, issuers: &IssuerClusters) -> Origin {
             a
         }
         StsEventName::AssumeRoleWithWebIdentity => {
-            if let Some(w) = workload::irsa(s, issuers) {
-                let mut a = from_workload(w);
-                a.source_identity = owned(&s.source_identity);
-                return Origin::Principal(a);
-            }
             let mut a = resolved(P::WebIdentity);
             a.principal_name = owned(&s.web_identity_subject);
             a.principal_arn = owned(&s.web_identity_provider);
@@ -127,15 +128,7 @@ fn origin_of(s: &StsSession, issuers: &IssuerClusters) -> Origin {
                 Some("AWSAccount") => return Origin::Unknown,
                 Some("IAMUser") => P::IamUser,
                 Some("Root") => P::Root,
-                Some("AWSService") => {
-                    let service = s.caller_user_name.as_deref().unwrap_or("");
-                    if let Some(w) = workload::service_session(s, service) {
-                        let mut a = from_workload(w);
-                        a.source_identity = owned(&s.source_identity);
-                        return Origin::Principal(a);
-                    }
-                    P::AwsService
-                }
+                Some("AWSService") => P::AwsService,
                 Some("FederatedUser") => P::FederatedUser,
                 _ => P::Unknown,
             };

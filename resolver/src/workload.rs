@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 
 use crate::arn;
-use crate::cloudtrail::StsSession;
+use crate::cloudtrail::{StsEventName, StsSession};
 use crate::model::PrincipalType;
 
 /// The service principal EKS Pod Identity assumes roles as.
@@ -76,9 +76,21 @@ fn role_account(s: &StsSession) -> Option<String> {
         .map(|a| a.account.to_string())
 }
 
-/// The workload behind an `AssumeRole` an AWS service made (`caller` = its
+/// The workload a session was issued for, if an AWS service started it for one: an
+/// IRSA token's service account, or what the service's own `AssumeRole` names.
+pub fn of(s: &StsSession, issuers: &IssuerClusters) -> Option<Workload> {
+    match s.event_name {
+        StsEventName::AssumeRoleWithWebIdentity => irsa(s, issuers),
+        StsEventName::AssumeRole if s.caller_type.as_deref() == Some("AWSService") => {
+            service_session(s, s.caller_user_name.as_deref().unwrap_or(""))
+        }
+        _ => None,
+    }
+}
+
+/// The workload behind an `AssumeRole` an AWS service made (`service` = its
 /// `invokedBy`); `None` for services that do not name one.
-pub fn service_session(s: &StsSession, service: &str) -> Option<Workload> {
+fn service_session(s: &StsSession, service: &str) -> Option<Workload> {
     let session = s.role_session_name.as_deref().unwrap_or("");
     let w = |kind, name: String| Workload {
         kind,
@@ -167,7 +179,7 @@ pub fn eks_issuer_id(provider: &str) -> Option<&str> {
 
 /// The IRSA workload behind an `AssumeRoleWithWebIdentity`, if its token came from an
 /// EKS cluster's issuer for a service account.
-pub fn irsa(s: &StsSession, clusters: &IssuerClusters) -> Option<Workload> {
+fn irsa(s: &StsSession, clusters: &IssuerClusters) -> Option<Workload> {
     let provider = s.web_identity_provider.as_deref()?;
     let id = eks_issuer_id(provider)?;
     let sa = s

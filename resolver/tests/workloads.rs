@@ -379,54 +379,58 @@ fn instances_functions_and_tasks() {
         vec![ec2, lambda, ecs, other, odd_ec2, hop],
         IssuerClusters::default(),
     );
-    let name = |k| {
-        let a = by_key(&ix, k);
+    let cases: [(&str, P, &str, Option<&str>); 6] = [
         (
-            a.principal_type,
-            a.principal_name.map(|n| n.into_owned()),
-            a.principal_account_id.map(|n| n.into_owned()),
-        )
-    };
-    assert_eq!(
-        name("ASIAEC2INSTANCE00001"),
-        (
+            "ASIAEC2INSTANCE00001",
             P::Ec2Instance,
-            Some("i-0b7e3c9a1f2d4e6a8".into()),
-            Some(A.into())
-        )
-    );
-    assert_eq!(
-        name("ASIAEC2CHAINED000001"),
+            "i-0b7e3c9a1f2d4e6a8",
+            Some(A),
+        ),
+        // a role chained from the instance's session: still the instance
         (
+            "ASIAEC2CHAINED000001",
             P::Ec2Instance,
-            Some("i-0b7e3c9a1f2d4e6a8".into()),
-            Some(A.into())
-        )
-    );
-    assert_eq!(
-        name("ASIALAMBDA0000000001"),
+            "i-0b7e3c9a1f2d4e6a8",
+            Some(A),
+        ),
         (
+            "ASIALAMBDA0000000001",
             P::AwsService,
-            Some("lambda:orders-reconciler".into()),
-            Some(A.into())
-        )
-    );
-    assert_eq!(
-        name("ASIAECSTASK000000001"),
+            "lambda:orders-reconciler",
+            Some(A),
+        ),
         (
+            "ASIAECSTASK000000001",
             P::AwsService,
-            Some("ecs:8f3e2d1c0b9a48e7a6b5c4d3e2f1a0b9".into()),
-            Some(A.into())
-        )
-    );
-    assert_eq!(
-        name("ASIACODEBUILD0000001"),
-        (P::AwsService, Some("codebuild.amazonaws.com".into()), None)
-    );
-    assert_eq!(
-        name("ASIAEC2ODDNAME000001"),
-        (P::AwsService, Some("ec2.amazonaws.com".into()), None)
-    );
+            "ecs:8f3e2d1c0b9a48e7a6b5c4d3e2f1a0b9",
+            Some(A),
+        ),
+        // other services, and a session name that is not an instance id: the service
+        (
+            "ASIACODEBUILD0000001",
+            P::AwsService,
+            "codebuild.amazonaws.com",
+            None,
+        ),
+        (
+            "ASIAEC2ODDNAME000001",
+            P::AwsService,
+            "ec2.amazonaws.com",
+            None,
+        ),
+    ];
+    for (key, kind, name, account) in cases {
+        let a = by_key(&ix, key);
+        assert_eq!(
+            (
+                a.principal_type,
+                a.principal_name.as_deref(),
+                a.principal_account_id.as_deref()
+            ),
+            (kind, Some(name), account),
+            "{key}"
+        );
+    }
 }
 
 #[test]

@@ -158,6 +158,7 @@ impl Gen {
         });
     }
 
+    /// A CloudTrail STS record into the trail's log group.
     #[allow(clippy::too_many_arguments)]
     pub fn sts_event(
         &mut self,
@@ -170,6 +171,31 @@ impl Gen {
         shared: Option<&str>,
         error: Option<&str>,
     ) {
+        let e = self.sts_record(
+            at,
+            name,
+            recipient,
+            user_identity,
+            request,
+            response,
+            shared,
+            error,
+        );
+        self.trail(recipient, e);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sts_record(
+        &mut self,
+        at: i64,
+        name: &str,
+        recipient: &str,
+        user_identity: Value,
+        request: Value,
+        response: Value,
+        shared: Option<&str>,
+        error: Option<&str>,
+    ) -> Value {
         let mut e = json!({
             "eventVersion": "1.08",
             "userIdentity": user_identity,
@@ -197,7 +223,20 @@ impl Gen {
             e["errorMessage"] = json!("User is not authorized to perform: sts:AssumeRole");
             e["responseElements"] = Value::Null;
         }
-        self.trail(recipient, e);
+        e
+    }
+
+    /// A new session's access key and role id (what CloudTrail and the audit log name).
+    fn session(&mut self, tag: &str, account: &str, role: &str, session_name: &str) -> Session {
+        let key = self.key(tag);
+        let principal_id = format!("AROA{}{}", role.len(), &key[4..]);
+        Session {
+            key,
+            account: account.into(),
+            role: role.into(),
+            session_name: session_name.into(),
+            principal_id,
+        }
     }
 
     pub fn credentials(&self, key: &str, at: i64, hours: i64) -> Value {
@@ -214,8 +253,8 @@ impl Gen {
         person: &str,
         provider: &str,
     ) -> Session {
-        let key = self.key(&person[..4.min(person.len())]);
-        let role_id = format!("AROA{}{}", role.len(), &key[4..]);
+        let sess = self.session(&person[..4.min(person.len())], account, role, person);
+        let (key, role_id) = (&sess.key, &sess.principal_id);
         let role_arn = format!("arn:aws:iam::{account}:role/{role_path}{role}");
         let assertion = format!("_{}", self.rng.uuid());
         self.sts_event(
@@ -225,19 +264,13 @@ impl Gen {
             json!({"type": "SAMLUser", "principalId": format!("ZXhhbXBsZQ==:{person}"), "userName": person, "identityProvider": "ZXhhbXBsZQ=="}),
             json!({"sAMLAssertionID": assertion, "roleSessionName": person, "durationSeconds": 28800, "roleArn": role_arn,
                    "principalArn": format!("arn:aws:iam::{account}:saml-provider/{provider}")}),
-            json!({"credentials": self.credentials(&key, at, 8),
+            json!({"credentials": self.credentials(key, at, 8),
                    "assumedRoleUser": {"assumedRoleId": format!("{role_id}:{person}"), "arn": format!("arn:aws:sts::{account}:assumed-role/{role}/{person}")},
                    "subject": person, "subjectType": "persistent", "audience": "https://signin.aws.amazon.com/saml", "nameQualifier": "ZXhhbXBsZQ=="}),
             None,
             None,
         );
-        Session {
-            key,
-            account: account.into(),
-            role: role.into(),
-            session_name: person.into(),
-            principal_id: role_id,
-        }
+        sess
     }
 
     /// AssumeRole by an IAM user or an assumed-role session; cross-account calls are
@@ -254,12 +287,12 @@ impl Gen {
         source_identity: Option<&str>,
         tag: &str,
     ) -> Session {
-        let key = self.key(tag);
-        let role_id = format!("AROA{}{}", role.len(), &key[4..]);
+        let sess = self.session(tag, account, role, session_name);
+        let (key, role_id) = (&sess.key, &sess.principal_id);
         let role_arn = format!("arn:aws:iam::{account}:role/{role}");
         let mut req =
             json!({"roleArn": role_arn, "roleSessionName": session_name, "durationSeconds": 3600});
-        let mut resp = json!({"credentials": self.credentials(&key, at, 1),
+        let mut resp = json!({"credentials": self.credentials(key, at, 1),
             "assumedRoleUser": {"assumedRoleId": format!("{role_id}:{session_name}"), "arn": format!("arn:aws:sts::{account}:assumed-role/{role}/{session_name}")}});
         if let Some(si) = source_identity {
             req["sourceIdentity"] = json!(si);
@@ -290,13 +323,7 @@ impl Gen {
                 None,
             );
         }
-        Session {
-            key,
-            account: account.into(),
-            role: role.into(),
-            session_name: session_name.into(),
-            principal_id: role_id,
-        }
+        sess
     }
 
     pub fn web_identity(&mut self, at: i64, account: &str, role: &str, subject: &str) -> Session {
@@ -319,26 +346,20 @@ impl Gen {
         session_name: &str,
         tag: &str,
     ) -> Session {
-        let key = self.key(tag);
-        let role_id = format!("AROA{}{}", role.len(), &key[4..]);
+        let sess = self.session(tag, account, role, session_name);
+        let (key, role_id) = (&sess.key, &sess.principal_id);
         self.sts_event(
             at,
             "AssumeRoleWithWebIdentity",
             account,
             json!({"type": "WebIdentityUser", "principalId": format!("{provider}:sts.amazonaws.com:{subject}"), "userName": subject, "identityProvider": provider}),
             json!({"roleArn": format!("arn:aws:iam::{account}:role/{role}"), "roleSessionName": session_name}),
-            json!({"subjectFromWebIdentityToken": subject, "audience": "sts.amazonaws.com", "provider": provider, "credentials": self.credentials(&key, at, 1),
+            json!({"subjectFromWebIdentityToken": subject, "audience": "sts.amazonaws.com", "provider": provider, "credentials": self.credentials(key, at, 1),
                    "assumedRoleUser": {"assumedRoleId": format!("{role_id}:{session_name}"), "arn": format!("arn:aws:sts::{account}:assumed-role/{role}/{session_name}")}}),
             None,
             None,
         );
-        Session {
-            key,
-            account: account.into(),
-            role: role.into(),
-            session_name: session_name.into(),
-            principal_id: role_id,
-        }
+        sess
     }
 
     /// AssumeRole made by an AWS service for a workload: EKS Pod Identity
@@ -355,8 +376,7 @@ impl Gen {
         tags: &[(&str, &str)],
         tag: &str,
     ) -> Session {
-        let key = self.key(tag);
-        let role_id = format!("AROA{}{}", role.len(), &key[4..]);
+        let sess = self.session(tag, account, role, session_name);
         let mut req = json!({"roleArn": format!("arn:aws:iam::{account}:role/{role}"), "roleSessionName": session_name, "durationSeconds": 21600});
         if !tags.is_empty() {
             req["tags"] = tags
@@ -365,37 +385,17 @@ impl Gen {
                 .collect();
             req["transitiveTagKeys"] = tags.iter().map(|(k, _)| json!(k)).collect();
         }
-        let resp = json!({"credentials": self.credentials(&key, at, 6),
-            "assumedRoleUser": {"assumedRoleId": format!("{role_id}:{session_name}"), "arn": format!("arn:aws:sts::{account}:assumed-role/{role}/{session_name}")}});
-        let e = json!({
-            "eventVersion": "1.08",
-            "userIdentity": {"type": "AWSService", "invokedBy": service},
-            "eventTime": iso_s(at),
-            "eventSource": "sts.amazonaws.com",
-            "eventName": "AssumeRole",
-            "awsRegion": "us-east-1",
-            "sourceIPAddress": service,
-            "userAgent": service,
-            "requestParameters": req,
-            "responseElements": resp,
-            "requestID": self.rng.uuid(),
-            "eventID": self.rng.uuid(),
-            "readOnly": true,
-            "resources": [{"accountId": account, "type": "AWS::IAM::Role", "ARN": format!("arn:aws:iam::{account}:role/{role}")}],
-            "eventType": "AwsApiCall",
-            "managementEvent": true,
-            "recipientAccountId": account,
-            "sharedEventID": self.rng.uuid(),
-            "eventCategory": "Management",
-        });
+        let resp = json!({"credentials": self.credentials(&sess.key, at, 6),
+            "assumedRoleUser": {"assumedRoleId": format!("{}:{session_name}", sess.principal_id), "arn": format!("arn:aws:sts::{account}:assumed-role/{role}/{session_name}")}});
+        let ui = json!({"type": "AWSService", "invokedBy": service});
+        let mut e = self.sts_record(at, "AssumeRole", account, ui, req, resp, None, None);
+        // a service calls from its own principal; only the role owner gets a copy
+        e["sourceIPAddress"] = json!(service);
+        e["userAgent"] = json!(service);
+        e["resources"] = json!([{"accountId": account, "type": "AWS::IAM::Role", "ARN": format!("arn:aws:iam::{account}:role/{role}")}]);
+        e["sharedEventID"] = json!(self.rng.uuid());
         self.trail(account, e);
-        Session {
-            key,
-            account: account.into(),
-            role: role.into(),
-            session_name: session_name.into(),
-            principal_id: role_id,
-        }
+        sess
     }
 
     pub fn iam_user(account: &str, name: &str) -> Value {
