@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use transformer::lake::{LakeError, LocalDir, ObjectStore};
+use transformer::lake::{ByteRange, LakeError, LocalDir, ObjectStore, Ranged};
 
 use crate::s3::S3Store;
 
@@ -85,6 +85,24 @@ impl ObjectStore for Lake {
         match self {
             Lake::Local(l) => l.get(key).await,
             Lake::S3(s) => s.get(key).await,
+        }
+    }
+    async fn get_range(&self, key: &str, range: ByteRange) -> Result<Option<Ranged>, LakeError> {
+        match self {
+            Lake::Local(l) => l.get_range(key, range).await,
+            Lake::S3(s) => s.get_range(key, range).await,
+        }
+    }
+    async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), LakeError> {
+        match self {
+            Lake::Local(l) => l.put_file(key, path).await,
+            Lake::S3(s) => s.put_file(key, path).await,
+        }
+    }
+    async fn delete(&self, key: &str) -> Result<(), LakeError> {
+        match self {
+            Lake::Local(l) => l.delete(key).await,
+            Lake::S3(s) => s.delete(key).await,
         }
     }
     async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {

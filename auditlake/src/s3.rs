@@ -3,7 +3,7 @@
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use transformer::lake::{check_key, LakeError, LakeOp, ObjectStore};
+use transformer::lake::{check_key, ByteRange, LakeError, LakeOp, ObjectStore, Ranged};
 
 use crate::aws_error::describe;
 
@@ -36,6 +36,22 @@ impl S3Store {
             .force_path_style(path_style)
             .build();
         Self::new(aws_sdk_s3::Client::from_conf(s3conf), bucket, prefix)
+    }
+
+    /// An object's size (HeadObject), `None` when missing.
+    async fn size(&self, key: &str) -> Result<Option<u64>, LakeError> {
+        let r = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await;
+        match r {
+            Ok(h) => Ok(Some(h.content_length().unwrap_or(0).max(0) as u64)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(sdk_err(LakeOp::Get, self.locate(key), "HeadObject", e)),
+        }
     }
 
     fn full(&self, key: &str) -> String {
@@ -137,6 +153,93 @@ impl ObjectStore for S3Store {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(sdk_err(LakeOp::Get, self.locate(key), "GetObject", e)),
         }
+    }
+
+    async fn get_range(&self, key: &str, range: ByteRange) -> Result<Option<Ranged>, LakeError> {
+        check_key(key)?;
+        // RFC 9110 ranges: `bytes=-N` (suffix) or `bytes=A-B` (inclusive)
+        let header = match range {
+            ByteRange::Suffix(n) => format!("bytes=-{n}"),
+            ByteRange::Span { start, end } if end > start => format!("bytes={start}-{}", end - 1),
+            ByteRange::Span { .. } => {
+                // nothing to read: only the size
+                return Ok(self.size(key).await?.map(|total| Ranged {
+                    bytes: Vec::new(),
+                    total,
+                }));
+            }
+        };
+        let r = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .range(header)
+            .send()
+            .await;
+        match r {
+            Ok(o) => {
+                // `Content-Range: bytes 0-9/10` names the size; without it (a 200 for a
+                // range covering the object) the body is the whole object
+                let total = o
+                    .content_range()
+                    .and_then(|c| c.rsplit_once('/'))
+                    .and_then(|(_, t)| t.parse::<u64>().ok());
+                let b = o
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| body_err(self.locate(key), e))?
+                    .into_bytes()
+                    .to_vec();
+                let total = total.unwrap_or(b.len() as u64);
+                Ok(Some(Ranged { bytes: b, total }))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            // 416: the range starts past the end (an empty object asked for its tail)
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(416) => {
+                Ok(self.size(key).await?.map(|total| Ranged {
+                    bytes: Vec::new(),
+                    total,
+                }))
+            }
+            Err(e) => Err(sdk_err(LakeOp::Get, self.locate(key), "GetObject", e)),
+        }
+    }
+
+    async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), LakeError> {
+        check_key(key)?;
+        // streamed from disk: a 256 MB compacted file never sits in memory. One PUT takes
+        // up to 5 GB: <https://docs.aws.amazon.com/AmazonS3/latest/userguide/upload-objects.html>
+        let body = aws_sdk_s3::primitives::ByteStream::from_path(path)
+            .await
+            .map_err(|e| LakeError::Io {
+                op: LakeOp::Put,
+                location: path.display().to_string(),
+                source: std::io::Error::other(e),
+            })?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| sdk_err(LakeOp::Put, self.locate(key), "PutObject", e))?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), LakeError> {
+        check_key(key)?;
+        // S3 answers 204 for a missing key too
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+            .map_err(|e| sdk_err(LakeOp::Delete, self.locate(key), "DeleteObject", e))?;
+        Ok(())
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {

@@ -85,11 +85,16 @@ pub async fn build_handler(config: &Config) -> Result<LakeHandler, StartError> {
         budget: config.budget,
         ..HandlerConfig::default()
     };
-    let sessions = match &config.session_table {
+    let sessions = open_sessions(config, &lake).await;
+    Ok(Handler::new(hc, lake, sessions))
+}
+
+/// The session store the configuration names: DynamoDB, or the lake's `session_index/`.
+pub async fn open_sessions(config: &Config, lake: &Arc<Lake>) -> Sessions {
+    match &config.session_table {
         Some(table) => {
             Sessions::Dynamo(crate::dynamodb::DynamoSessionStore::from_env(table.clone()).await)
         }
         None => Sessions::Lake(Arc::new(LakeSessionStore::new(lake.clone()))),
-    };
-    Ok(Handler::new(hc, lake, sessions))
+    }
 }

@@ -3,7 +3,8 @@
 moto's CloudFormation engine creates only some resource types (S3 buckets, Kinesis
 streams, IAM roles, KMS keys, Lambda functions, log groups, SNS topics, ...) and silently
 ignores the rest (logs destinations, subscription filters, Firehose, Glue, Athena,
-alarms, ...). To still deploy every resource of the real template, `deploy()`:
+alarms, Scheduler schedules, Lambda event-invoke configs, ...). To still deploy every
+resource of the real template, `deploy()`:
 
 1. sends moto a *subset* of the template: the resource types moto's CloudFormation
    supports, unchanged, plus one stack Output per intrinsic-function leaf (Ref, Fn::Sub,
@@ -14,8 +15,9 @@ alarms, ...). To still deploy every resource of the real template, `deploy()`:
    output per condition; AWS::NoValue removes the key; references to other unsupported
    resources are filled in after those are created);
 3. creates each of them through the service API that CloudFormation would call
-   (logs PutDestination, Firehose CreateDeliveryStream, Glue CreateTable, ...), with
-   botocore validating parameter names and types against the API model.
+   (logs PutDestination, Firehose CreateDeliveryStream, Glue CreateTable, Scheduler
+   CreateSchedule, Lambda PutFunctionEventInvokeConfig, ...), with botocore validating
+   parameter names and types against the API model.
 
 Types with no API in moto (AWS::Logs::AccountPolicy) are not created; their resolved
 properties are returned so tests can check them. Nothing is dropped without a record:
@@ -361,6 +363,21 @@ def _stack_set(c, p):
     return Created(sid)
 
 
+def _schedule(c, p):
+    arn = call(c("scheduler"), "create_schedule",
+               **_pick(p, "Name", "GroupName", "Description", "ScheduleExpression", "ScheduleExpressionTimezone",
+                       "FlexibleTimeWindow", "State", "Target", "KmsKeyArn", "StartDate", "EndDate",
+                       "ActionAfterCompletion"))["ScheduleArn"]
+    return Created(p["Name"], {"Arn": arn})
+
+
+def _event_invoke_config(c, p):
+    call(c("lambda"), "put_function_event_invoke_config",
+         **_pick(p, "FunctionName", "Qualifier", "MaximumRetryAttempts", "MaximumEventAgeInSeconds",
+                 "DestinationConfig"))
+    return Created(f"{p['FunctionName']}:{p['Qualifier']}")
+
+
 REPLAY: dict[str, Callable] = {
     "AWS::Logs::Destination": _destination,
     "AWS::Logs::LogStream": _log_stream,
@@ -374,6 +391,8 @@ REPLAY: dict[str, Callable] = {
     "AWS::Athena::NamedQuery": _named_query,
     "AWS::CloudWatch::Alarm": _alarm,
     "AWS::CloudFormation::StackSet": _stack_set,
+    "AWS::Scheduler::Schedule": _schedule,
+    "AWS::Lambda::EventInvokeConfig": _event_invoke_config,
 }
 NO_API_IN_MOTO = {
     "AWS::Logs::AccountPolicy": "moto has no PutAccountPolicy API",

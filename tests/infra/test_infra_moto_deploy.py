@@ -37,7 +37,11 @@ CENTRAL_EMULATED = {
     "GlueTableEksAudit", "GlueTableStsSessions", "AthenaWorkGroup", "ViewQueryEksAuditAttributed",
     "AlarmTopic", "TransformerErrorsAlarm", "FirehoseProcessingAlarm", "FirehoseDeliveryAlarm",
     "FirehoseFreshnessAlarm", "StreamIteratorAgeAlarm", "AlarmEmailSubscription",
+    "CompactionInvokeConfig", "DailyCompactionSchedule", "CompactionErrorsAlarm", "CompactionDeadLetterAlarm",
 }
+COMPACTION = {"CompactionLogGroup", "CompactionDeadLetterQueue", "CompactionRole", "CompactionFunction",
+              "CompactionInvokeConfig", "SchedulerRole", "DailyCompactionSchedule", "CompactionErrorsAlarm",
+              "CompactionDeadLetterAlarm"}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +89,8 @@ def test_central_every_resource_is_created(central):
     saved = {lid for lid in load("central.yaml")["Resources"] if lid.startswith("SavedQuery")}
     assert set(central.emulated) == (CENTRAL_EMULATED - {"AlarmTopic"}) | saved
     assert {"LakeKey", "AuditStream", "CwlToKinesisRole", "LakeBucket", "TransformerRole",
-            "TransformerFunction", "FirehoseRole", "AlarmTopic", "SessionTable"} <= set(central.moto_resources)
+            "TransformerFunction", "FirehoseRole", "AlarmTopic", "SessionTable", "CompactionFunction",
+            "CompactionRole", "SchedulerRole", "CompactionDeadLetterQueue"} <= set(central.moto_resources)
     assert set(central.moto_resources) | set(central.emulated) == set(load("central.yaml")["Resources"])
 
 
@@ -227,7 +232,7 @@ def test_central_glue_athena_and_alarms(central, central_aws):
     assert q["QueryString"].startswith("CREATE OR REPLACE VIEW eks_audit_attributed AS")
     assert q["Database"] == "audit_org" and q["WorkGroup"] == "audit-org"
     alarms = central_aws.client("cloudwatch").describe_alarms(AlarmNamePrefix="audit-org-")["MetricAlarms"]
-    assert len(alarms) == 5
+    assert len(alarms) == 7  # five for ingestion, two for compaction
     for a in alarms:
         assert a["AlarmActions"] == [central.outputs["AlarmTopicArn"]]
     subs = central_aws.client("sns").list_subscriptions_by_topic(TopicArn=central.outputs["AlarmTopicArn"])
@@ -235,7 +240,7 @@ def test_central_glue_athena_and_alarms(central, central_aws):
 
 
 def test_central_account_list_mode_without_prefix(central_aws):
-    d = deploy_central(central_aws, "audit-acct", SenderAccountIds="111111111111,222222222222")
+    d = deploy_central(central_aws, "audit-acct", SenderAccountIds="111111111111,222222222222", **ACCT_COMPACTION)
     assert d.not_created == {"AlarmEmailSubscription": "condition HasAlarmEmail is false"}
     logs = central_aws.client("logs")
     (dest,) = logs.describe_destinations(DestinationNamePrefix="audit-acct")["destinations"]
@@ -253,6 +258,23 @@ def test_central_account_list_mode_without_prefix(central_aws):
     assert t["StorageDescriptor"]["Location"] == f"s3://{bucket}/eks_audit/"
     stmts = {s["Sid"] for s in d.resolved["TransformerRole"]["Policies"][0]["PolicyDocument"]["Statement"]}
     assert "ReadAwsAuthMapping" not in stmts
+    # Every compaction parameter reaches its own variable (distinct values catch a swap).
+    fn = central_aws.client("lambda").get_function(FunctionName="audit-acct-compaction")
+    assert fn["Configuration"]["MemorySize"] == 3538
+    assert _env(fn["Configuration"]) == {
+        "AUDITLAKE_FUNCTION": "compact", "AUDITLAKE_LAKE": f"s3://{bucket}",
+        "AUDITLAKE_TRUSTED_TRAILS": "999999999999:aws-cloudtrail-logs-o-abcdefghij",
+        "AUDITLAKE_SESSION_TABLE": "audit-acct-sessions", "AUDITLAKE_SCRATCH_DIR": "/tmp",
+        "AUDITLAKE_COMPACT_LAG_DAYS": "5", "AUDITLAKE_COMPACT_DAYS": "7", "AUDITLAKE_COMPACT_TARGET_MB": "128",
+        "AUDITLAKE_COMPACT_ZSTD_LEVEL": "9"}
+    sched = central_aws.client("scheduler").get_schedule(Name="audit-acct-compaction")
+    assert sched["ScheduleExpression"] == "cron(15 1 * * ? *)"
+    (policy,) = d.resolved["CompactionRole"]["Policies"]
+    by_sid = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    assert "ReadAwsAuthMapping" not in by_sid
+    assert by_sid["CompactLakeObjects"]["Resource"] == [f"arn:aws:s3:::{bucket}/{p}/*" for p in COMPACTED_PREFIXES]
+    assert by_sid["ListCompactedPrefixes"]["Condition"] == {
+        "StringLike": {"s3:prefix": [f"{p}/*" for p in COMPACTED_PREFIXES + ["session_index"]]}}
 
 
 def test_central_s3_session_store(central_aws):
@@ -271,6 +293,140 @@ def test_central_s3_session_store(central_aws):
     rules = {r["Id"]: r for r in d.resolved["LakeBucket"]["LifecycleConfiguration"]["Rules"]}
     assert rules["session-index"]["Prefix"] == "session_index/"
     assert rules["session-index"]["ExpirationInDays"] == 14
+    # the compaction job then reads the S3 session index only
+    compaction = central_aws.client("lambda").get_function_configuration(FunctionName="audit-s3-compaction")
+    assert "AUDITLAKE_SESSION_TABLE" not in compaction["Environment"]["Variables"]
+    stmts = d.resolved["CompactionRole"]["Policies"][0]["PolicyDocument"]["Statement"]
+    assert not [s for s in stmts if any(a.startswith("dynamodb:") for a in _actions(s))]
+    bucket = d.outputs["LakeBucketName"]
+    assert [s["Resource"] for s in stmts if s["Sid"] == "ReadSessionIndex"] == [
+        f"arn:aws:s3:::{bucket}/session_index/*"]
+
+
+# ------------------------------------------------------------------------- compaction
+
+COMPACTED_PREFIXES = ["eks_audit", "sts_sessions", "findings", "_compaction"]
+ACCT_COMPACTION = {"CompactionLagDays": "5", "CompactionDays": "7", "CompactionTargetMB": "128",
+                   "CompactionZstdLevel": "9", "CompactionMemoryMB": "3538", "CompactionSchedule": "cron(15 1 * * ? *)"}
+
+
+def _env(fn_config: dict) -> dict:
+    # moto returns Number parameters as numbers; Lambda environment values are strings.
+    return {k: str(v) for k, v in fn_config["Environment"]["Variables"].items()}
+
+
+def test_central_compaction_function(central, central_aws):
+    lam = central_aws.client("lambda")
+    fn = lam.get_function(FunctionName="audit-org-compaction")
+    cfg = fn["Configuration"]
+    assert central.outputs["CompactionFunctionName"] == "audit-org-compaction"
+    assert cfg["Runtime"] == "provided.al2023" and cfg["Handler"] == "bootstrap"
+    assert cfg["Timeout"] == 900 and cfg["MemorySize"] == 1769
+    assert fn["Concurrency"] == {"ReservedConcurrentExecutions": 1}
+    # the transformer's zip, switched into compaction mode by AUDITLAKE_FUNCTION
+    transformer = lam.get_function(FunctionName="audit-org-transformer")
+    assert fn["Code"]["Location"] == transformer["Code"]["Location"]
+    assert cfg["CodeSha256"] == transformer["Configuration"]["CodeSha256"]
+    resolved = central.resolved["CompactionFunction"]
+    assert resolved["Code"] == central.resolved["TransformerFunction"]["Code"]
+    assert resolved["Architectures"] == ["arm64"] and resolved["EphemeralStorage"] == {"Size": 2048}
+    bucket = central.outputs["LakeBucketName"]
+    shared = {"AUDITLAKE_LAKE": f"s3://{bucket}/org/lake",
+              "AUDITLAKE_AWS_AUTH": "s3://config-bucket/eks/aws-auth.yaml",
+              "AUDITLAKE_TRUSTED_TRAILS": "999999999999:aws-cloudtrail-logs-o-abcdefghij",
+              "AUDITLAKE_SESSION_TABLE": "audit-org-sessions"}
+    expected = {**shared, "AUDITLAKE_FUNCTION": "compact", "AUDITLAKE_COMPACT_LAG_DAYS": "2",
+                "AUDITLAKE_COMPACT_DAYS": "3", "AUDITLAKE_COMPACT_TARGET_MB": "256",
+                "AUDITLAKE_COMPACT_ZSTD_LEVEL": "3", "AUDITLAKE_SCRATCH_DIR": "/tmp"}
+    assert _env(cfg) == expected == resolved["Environment"]["Variables"]
+    transformer_env = transformer["Configuration"]["Environment"]["Variables"]
+    assert {k: transformer_env[k] for k in shared} == shared
+    # its own encrypted log group; failures of asynchronous runs go to the encrypted queue
+    assert resolved["LoggingConfig"] == {"LogGroup": "/aws/lambda/audit-org-compaction", "LogFormat": "Text"}
+    (group,) = central_aws.client("logs").describe_log_groups(
+        logGroupNamePrefix="/aws/lambda/audit-org-compaction")["logGroups"]
+    assert group["retentionInDays"] == 90
+    # moto's CloudFormation ignores the log group's key; check what CloudFormation gets.
+    assert central.resolved["CompactionLogGroup"]["KmsKeyId"] == central.outputs["KmsKeyArn"]
+    sqs = central_aws.client("sqs")
+    url = sqs.get_queue_url(QueueName="audit-org-compaction-dlq")["QueueUrl"]
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attrs["KmsMasterKeyId"] == central.outputs["KmsKeyArn"] and "FifoQueue" not in attrs
+    assert resolved["DeadLetterConfig"] == {"TargetArn": attrs["QueueArn"]}
+    # (the API answers with the endpoint's host; CloudFormation with the regional one)
+    assert central.outputs["CompactionDeadLetterQueueUrl"] == (
+        f"https://sqs.us-east-1.amazonaws.com/{CENTRAL_ACCOUNT}/audit-org-compaction-dlq")
+    inv = lam.get_function_event_invoke_config(FunctionName="audit-org-compaction", Qualifier="$LATEST")
+    assert inv["MaximumRetryAttempts"] == 0 and inv["FunctionArn"] == cfg["FunctionArn"]
+
+
+def test_central_compaction_role(central, central_aws):
+    bucket = central.outputs["LakeBucketName"]
+    lake = f"arn:aws:s3:::{bucket}/org/lake"
+    assert central_aws.client("iam").list_role_policies(RoleName=central.moto_resources["CompactionRole"])[
+        "PolicyNames"] == ["compaction"]
+    (policy,) = central.resolved["CompactionRole"]["Policies"]
+    stmts = policy["PolicyDocument"]["Statement"]
+    by_sid = {s["Sid"]: s for s in stmts}
+    assert by_sid["CompactLakeObjects"]["Resource"] == [f"{lake}/{p}/*" for p in COMPACTED_PREFIXES]
+    # no s3 write or delete anywhere else (session_index/, raw/, errors/, athena-results/)
+    for s in stmts:
+        if {"s3:PutObject", "s3:DeleteObject"} & set(_actions(s)):
+            assert s["Sid"] == "CompactLakeObjects"
+    assert by_sid["ReadSessionIndex"] == {"Sid": "ReadSessionIndex", "Effect": "Allow", "Action": "s3:GetObject",
+                                          "Resource": f"{lake}/session_index/*"}
+    assert by_sid["ListCompactedPrefixes"]["Resource"] == f"arn:aws:s3:::{bucket}"
+    assert by_sid["ListCompactedPrefixes"]["Condition"] == {"StringLike": {"s3:prefix": [
+        f"org/lake/{p}/*" for p in COMPACTED_PREFIXES + ["session_index"]]}}
+    assert by_sid["ReadAwsAuthMapping"]["Resource"] == "arn:aws:s3:::config-bucket/eks/aws-auth.yaml"
+    table_arn = f"arn:aws:dynamodb:us-east-1:{CENTRAL_ACCOUNT}:table/audit-org-sessions"
+    dynamo = [s for s in stmts if any(a.startswith("dynamodb:") for a in _actions(s))]
+    assert dynamo == [{"Sid": "ReadSessionTableItems", "Effect": "Allow",
+                       "Action": ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
+                       "Resource": table_arn}]
+    assert by_sid["UseLakeKey"]["Resource"] == central.outputs["KmsKeyArn"]
+    assert by_sid["WriteOwnLogs"]["Resource"] == (
+        f"arn:aws:logs:us-east-1:{CENTRAL_ACCOUNT}:log-group:/aws/lambda/audit-org-compaction:*")
+    assert by_sid["SendToDeadLetterQueue"]["Resource"] == (
+        f"arn:aws:sqs:us-east-1:{CENTRAL_ACCOUNT}:audit-org-compaction-dlq")
+    assert all(s["Resource"] != "*" for s in stmts)
+
+
+def test_central_compaction_schedule(central, central_aws):
+    s = central_aws.client("scheduler").get_schedule(Name="audit-org-compaction")
+    fn_arn = f"arn:aws:lambda:us-east-1:{CENTRAL_ACCOUNT}:function:audit-org-compaction"
+    dlq_arn = f"arn:aws:sqs:us-east-1:{CENTRAL_ACCOUNT}:audit-org-compaction-dlq"
+    assert s["ScheduleExpression"] == "cron(30 3 * * ? *)" and s["ScheduleExpressionTimezone"] == "UTC"
+    assert s["FlexibleTimeWindow"] == {"Mode": "OFF"} and s["State"] == "ENABLED"
+    t = s["Target"]
+    assert t["Arn"] == fn_arn and json.loads(t["Input"]) == {"action": "compact"}
+    assert t["RetryPolicy"] == {"MaximumRetryAttempts": 2} and t["DeadLetterConfig"] == {"Arn": dlq_arn}
+    role = central.moto_resources["SchedulerRole"]
+    assert t["RoleArn"] == f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/{role}"
+    props = central.resolved["SchedulerRole"]
+    (trust,) = props["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": CENTRAL_ACCOUNT}}
+    stmts = props["Policies"][0]["PolicyDocument"]["Statement"]
+    lambda_stmts = [st for st in stmts if any(a.startswith("lambda:") for a in _actions(st))]
+    assert lambda_stmts == [{"Sid": "InvokeCompaction", "Effect": "Allow", "Action": "lambda:InvokeFunction",
+                             "Resource": fn_arn}]
+    assert {st["Sid"]: st["Resource"] for st in stmts if st not in lambda_stmts} == {
+        "SendToDeadLetterQueue": dlq_arn, "EncryptForDeadLetterQueue": central.outputs["KmsKeyArn"]}
+
+
+def test_central_without_compaction(central_aws):
+    d = deploy_central(central_aws, "audit-nocmp", SenderAccountIds="111111111111", EnableCompaction="false")
+    assert d.not_created == {"AlarmEmailSubscription": "condition HasAlarmEmail is false",
+                             **{lid: "condition UseCompaction is false" for lid in COMPACTION}}
+    assert not COMPACTION & (set(d.moto_resources) | set(d.emulated))
+    assert "CompactionFunctionName" not in d.outputs and "CompactionDeadLetterQueueUrl" not in d.outputs
+    names = [f["FunctionName"] for f in central_aws.client("lambda").list_functions()["Functions"]]
+    assert "audit-nocmp-transformer" in names and "audit-nocmp-compaction" not in names
+    schedules = central_aws.client("scheduler").list_schedules(NamePrefix="audit-nocmp")["Schedules"]
+    assert schedules == []
+    alarms = central_aws.client("cloudwatch").describe_alarms(AlarmNamePrefix="audit-nocmp-")["MetricAlarms"]
+    assert len(alarms) == 5
 
 
 # ----------------------------------------------------------------------- member accounts

@@ -303,3 +303,214 @@ def test_cloudtrail_feed_sends_only_credential_issuing_sts_calls():
     f = FEED["Resources"]["StsEventsFilter"]["Properties"]
     assert f["LogGroupName"] == {"Ref": "TrailLogGroupName"}
     assert f["RoleArn"] == {"Fn::If": ["SendWithRole", {"Fn::GetAtt": ["SenderRole", "Arn"]}, {"Ref": "AWS::NoValue"}]}
+
+
+# ------------------------------------------------------------------ compaction job
+
+COMPACTION_RESOURCES = {"CompactionLogGroup", "CompactionDeadLetterQueue", "CompactionRole", "CompactionFunction",
+                        "CompactionInvokeConfig", "SchedulerRole", "DailyCompactionSchedule",
+                        "CompactionErrorsAlarm", "CompactionDeadLetterAlarm"}
+# The lake prefixes the job rewrites and deletes in (the tables, findings, its manifests).
+COMPACTED_PREFIXES = ["eks_audit", "sts_sessions", "findings", "_compaction"]
+
+
+def statements(role: str) -> tuple[dict, dict]:
+    """{Sid: statement} of a role's only inline policy, and {Sid: condition} of the optional ones."""
+    (policy,) = R[role]["Properties"]["Policies"]
+    out, optional = {}, {}
+    for s in policy["PolicyDocument"]["Statement"]:
+        if "Fn::If" in s:
+            cond, s, otherwise = s["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}
+            optional[s["Sid"]] = cond
+        assert s["Sid"] not in out
+        out[s["Sid"]] = s
+    return out, optional
+
+
+def as_list(v) -> list:
+    return v if isinstance(v, list) else [v]
+
+
+def lake_sub(node) -> str:
+    """The text of one `Fn::Sub [text, {KeyPrefix: <the lake-prefix idiom>}]` node."""
+    text, variables = node["Fn::Sub"]
+    assert variables == {"KeyPrefix": {"Fn::If": ["HasLakePrefix", {"Fn::Sub": "${LakePrefix}/"}, ""]}}
+    return text
+
+
+def test_compaction_parameters():
+    p = CENTRAL["Parameters"]
+    assert p["EnableCompaction"]["Type"] == "String"
+    assert p["EnableCompaction"]["AllowedValues"] == ["true", "false"] and p["EnableCompaction"]["Default"] == "true"
+    assert CENTRAL["Conditions"]["UseCompaction"] == {"Fn::Equals": [{"Ref": "EnableCompaction"}, "true"]}
+    sched = p["CompactionSchedule"]
+    assert sched["Type"] == "String" and sched["Default"] == "cron(30 3 * * ? *)"
+    assert re.fullmatch(sched["AllowedPattern"], sched["Default"])
+    numbers = {"CompactionLagDays": (2, 1, 30), "CompactionDays": (3, 1, 31), "CompactionTargetMB": (256, 16, 1024),
+               "CompactionZstdLevel": (3, 1, 22), "CompactionMemoryMB": (1769, 512, 10240)}
+    for name, (default, lo, hi) in numbers.items():
+        assert p[name]["Type"] == "Number", name
+        assert (p[name]["Default"], p[name]["MinValue"], p[name]["MaxValue"]) == (default, lo, hi), name
+    groups = CENTRAL["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    (group,) = [g for g in groups if g["Label"]["default"] == "Compaction"]
+    assert sorted(group["Parameters"]) == sorted(["EnableCompaction", "CompactionSchedule", *numbers])
+    grouped = [n for g in groups for n in g["Parameters"]]
+    assert sorted(grouped) == sorted(p), "every parameter is in exactly one group"
+
+
+def test_every_compaction_resource_is_conditional():
+    """EnableCompaction=false creates none of the new resources, and nothing else needs them."""
+    import cfn_emulator as emu
+
+    conditional = {lid for lid, r in R.items() if r.get("Condition") == "UseCompaction"}
+    assert conditional == COMPACTION_RESOURCES
+    for lid, r in R.items():
+        refs = emu.referenced_resources({k: v for k, v in r.items() if k != "Condition"}, conditional)
+        assert not refs or lid in conditional, f"{lid} refers to {refs} but exists without them"
+    for key, o in CENTRAL["Outputs"].items():
+        if emu.referenced_resources(o, conditional):
+            assert o.get("Condition") == "UseCompaction", key
+    assert CENTRAL["Outputs"]["CompactionFunctionName"] == {
+        "Condition": "UseCompaction", "Description": CENTRAL["Outputs"]["CompactionFunctionName"]["Description"],
+        "Value": {"Ref": "CompactionFunction"}}
+
+
+def test_compaction_function_runs_the_transformer_code():
+    fn = R["CompactionFunction"]["Properties"]
+    tr = R["TransformerFunction"]["Properties"]
+    for key in ("Runtime", "Architectures", "Handler", "Code", "KmsKeyArn"):
+        assert fn[key] == tr[key], key
+    assert fn["Code"]["S3Key"] == {"Ref": "LambdaCodeKey"}  # one zip, one bootstrap binary
+    assert fn["FunctionName"] == {"Fn::Sub": "${NamePrefix}-compaction"}
+    assert fn["Timeout"] == 900
+    assert fn["ReservedConcurrentExecutions"] == 1  # two runs never compact one partition at once
+    assert fn["MemorySize"] == {"Ref": "CompactionMemoryMB"}
+    assert fn["EphemeralStorage"] == {"Size": 2048}
+    assert fn["Role"] == {"Fn::GetAtt": ["CompactionRole", "Arn"]}
+    assert fn["LoggingConfig"] == {"LogGroup": {"Ref": "CompactionLogGroup"}, "LogFormat": "Text"}
+    assert fn["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": ["CompactionDeadLetterQueue", "Arn"]}}
+    logs = R["CompactionLogGroup"]["Properties"]
+    assert logs == {"LogGroupName": {"Fn::Sub": "/aws/lambda/${NamePrefix}-compaction"},
+                    "RetentionInDays": {"Ref": "LogRetentionDays"}, "KmsKeyId": {"Fn::GetAtt": ["LakeKey", "Arn"]}}
+    # Lambda does not retry a failed run (the next daily run does); the queue keeps failures.
+    inv = R["CompactionInvokeConfig"]["Properties"]
+    assert inv == {"FunctionName": {"Ref": "CompactionFunction"}, "Qualifier": "$LATEST", "MaximumRetryAttempts": 0}
+    q = R["CompactionDeadLetterQueue"]["Properties"]
+    assert q["KmsMasterKeyId"] == {"Fn::GetAtt": ["LakeKey", "Arn"]}
+    assert "FifoQueue" not in q  # Scheduler only supports standard queues as a DLQ
+
+
+def test_compaction_environment():
+    env = R["CompactionFunction"]["Properties"]["Environment"]["Variables"]
+    shared = ["AUDITLAKE_LAKE", "AUDITLAKE_AWS_AUTH", "AUDITLAKE_TRUSTED_TRAILS", "AUDITLAKE_OIDC_CLUSTERS",
+              "AUDITLAKE_SESSION_TABLE"]
+    own = {
+        "AUDITLAKE_FUNCTION": "compact",
+        "AUDITLAKE_COMPACT_LAG_DAYS": {"Ref": "CompactionLagDays"},
+        "AUDITLAKE_COMPACT_DAYS": {"Ref": "CompactionDays"},
+        "AUDITLAKE_COMPACT_TARGET_MB": {"Ref": "CompactionTargetMB"},
+        "AUDITLAKE_COMPACT_ZSTD_LEVEL": {"Ref": "CompactionZstdLevel"},
+        "AUDITLAKE_SCRATCH_DIR": "/tmp",
+    }
+    assert set(env) == set(shared) | set(own)  # no AUDITLAKE_RAW_ARCHIVE: Firehose is not involved
+    transformer = R["TransformerFunction"]["Properties"]["Environment"]["Variables"]
+    for name in shared:
+        assert env[name] == transformer[name], name
+    for name, value in own.items():
+        assert env[name] == value, name
+
+
+def test_compaction_role_is_least_privilege():
+    role = R["CompactionRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "lambda.amazonaws.com"} and trust["Action"] == "sts:AssumeRole"
+    by_sid, optional = statements("CompactionRole")
+    assert optional == {"ReadAwsAuthMapping": "HasAwsAuth", "ReadSessionTableItems": "UseSessionTable"}
+    for s in by_sid.values():
+        assert s["Effect"] == "Allow" and "NotAction" not in s and "NotResource" not in s
+        assert all("*" not in a for a in as_list(s["Action"]))
+        assert "*" not in as_list(s["Resource"])
+    assert {sid: sorted(as_list(s["Action"])) for sid, s in by_sid.items()} == {
+        "CompactLakeObjects": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+        "ReadSessionIndex": ["s3:GetObject"],
+        "ListCompactedPrefixes": ["s3:ListBucket"],
+        "ReadAwsAuthMapping": ["s3:GetObject"],
+        "ReadSessionTableItems": ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"],
+        "UseLakeKey": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "WriteOwnLogs": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "SendToDeadLetterQueue": ["sqs:SendMessage"],
+    }
+    lake = "arn:${AWS::Partition}:s3:::${LakeBucket}/${KeyPrefix}"
+    # Writes and deletes: the four compacted prefixes, nothing else (not session_index/, raw/ ...).
+    writers = [s for s in by_sid.values() if {"s3:PutObject", "s3:DeleteObject"} & set(as_list(s["Action"]))]
+    assert [s["Sid"] for s in writers] == ["CompactLakeObjects"]
+    assert [lake_sub(r) for r in writers[0]["Resource"]] == [f"{lake}{p}/*" for p in COMPACTED_PREFIXES]
+    # The session index is read, never written.
+    assert lake_sub(by_sid["ReadSessionIndex"]["Resource"]) == f"{lake}session_index/*"
+    listing = by_sid["ListCompactedPrefixes"]
+    assert listing["Resource"] == {"Fn::GetAtt": ["LakeBucket", "Arn"]}
+    assert sorted(listing["Condition"]) == ["StringLike"]
+    prefixes = [lake_sub(p) for p in listing["Condition"]["StringLike"]["s3:prefix"]]
+    assert prefixes == [f"${{KeyPrefix}}{p}/*" for p in COMPACTED_PREFIXES + ["session_index"]]
+    # exactly the transformer's aws-auth statement
+    assert by_sid["ReadAwsAuthMapping"] == statements("TransformerRole")[0]["ReadAwsAuthMapping"]
+    # The session table is only read: no PutItem / BatchWriteItem / UpdateItem / DeleteItem.
+    table = by_sid["ReadSessionTableItems"]
+    assert table["Resource"] == {"Fn::GetAtt": ["SessionTable", "Arn"]}
+    dynamo = [a for s in by_sid.values() for a in as_list(s["Action"]) if a.startswith("dynamodb:")]
+    assert not [a for a in dynamo if re.search(r"Put|Write|Update|Delete", a)]
+    assert by_sid["UseLakeKey"]["Resource"] == {"Fn::GetAtt": ["LakeKey", "Arn"]}
+    assert by_sid["WriteOwnLogs"]["Resource"]["Fn::Sub"].endswith(":log-group:${CompactionLogGroup}:*")
+    assert by_sid["SendToDeadLetterQueue"]["Resource"] == {"Fn::GetAtt": ["CompactionDeadLetterQueue", "Arn"]}
+
+
+def test_compaction_schedule_invokes_only_the_compaction_function():
+    s = R["DailyCompactionSchedule"]
+    assert s["Type"] == "AWS::Scheduler::Schedule"
+    p = s["Properties"]
+    assert p["ScheduleExpression"] == {"Ref": "CompactionSchedule"}
+    assert p["ScheduleExpressionTimezone"] == "UTC"
+    assert p["FlexibleTimeWindow"] == {"Mode": "OFF"} and p["State"] == "ENABLED"
+    t = p["Target"]
+    assert t["Arn"] == {"Fn::GetAtt": ["CompactionFunction", "Arn"]}
+    assert t["RoleArn"] == {"Fn::GetAtt": ["SchedulerRole", "Arn"]}
+    assert json.loads(t["Input"]) == {"action": "compact"}
+    assert t["RetryPolicy"] == {"MaximumRetryAttempts": 2}
+    assert t["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["CompactionDeadLetterQueue", "Arn"]}}
+    role = R["SchedulerRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"} and trust["Action"] == "sts:AssumeRole"
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    by_sid, optional = statements("SchedulerRole")
+    assert not optional
+    for st in by_sid.values():
+        assert st["Effect"] == "Allow" and "NotAction" not in st and "NotResource" not in st
+        assert "*" not in as_list(st["Resource"]) and all("*" not in a for a in as_list(st["Action"]))
+    assert {sid: sorted(as_list(st["Action"])) for sid, st in by_sid.items()} == {
+        "InvokeCompaction": ["lambda:InvokeFunction"],
+        "SendToDeadLetterQueue": ["sqs:SendMessage"],
+        "EncryptForDeadLetterQueue": ["kms:Decrypt", "kms:GenerateDataKey"],  # the queue uses the key
+    }
+    # the compaction function itself: not the transformer, no versions or aliases (no ':*')
+    assert by_sid["InvokeCompaction"]["Resource"] == {"Fn::GetAtt": ["CompactionFunction", "Arn"]}
+    assert by_sid["SendToDeadLetterQueue"]["Resource"] == {"Fn::GetAtt": ["CompactionDeadLetterQueue", "Arn"]}
+    assert by_sid["EncryptForDeadLetterQueue"]["Resource"] == {"Fn::GetAtt": ["LakeKey", "Arn"]}
+    invokers = [lid for lid, r in of_type(CENTRAL, "AWS::IAM::Role").items()
+                if "lambda:InvokeFunction" in json.dumps(r) and "CompactionFunction" in json.dumps(r)]
+    assert invokers == ["SchedulerRole"]
+
+
+def test_compaction_alarms():
+    errors = R["CompactionErrorsAlarm"]["Properties"]
+    assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "CompactionFunction"}}]
+    assert errors["AlarmName"] == {"Fn::Sub": "${NamePrefix}-compaction-errors"}
+    transformer = R["TransformerErrorsAlarm"]["Properties"]
+    for key in ("Statistic", "Threshold", "ComparisonOperator", "TreatMissingData", "AlarmActions", "OKActions"):
+        assert errors[key] == transformer[key], key
+    dlq = R["CompactionDeadLetterAlarm"]["Properties"]
+    assert (dlq["Namespace"], dlq["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["CompactionDeadLetterQueue",
+                                                                               "QueueName"]}}]
+    assert dlq["Threshold"] == 1 and dlq["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"

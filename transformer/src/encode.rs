@@ -67,6 +67,16 @@ pub const NO_DICTIONARY: &[&str] = &[
 
 /// Writer settings, explicit rather than library defaults.
 pub fn writer_properties(sort_col: usize) -> WriterProperties {
+    writer_properties_with(sort_col, ZSTD_LEVEL, ROW_GROUP_ROWS)
+}
+
+/// [`writer_properties`] at another zstd level and row-group size (compaction writes
+/// larger files at a higher level; everything else is the same convention).
+pub fn writer_properties_with(
+    sort_col: usize,
+    zstd_level: i32,
+    row_group_rows: usize,
+) -> WriterProperties {
     use parquet::basic::Encoding;
     use parquet::schema::types::ColumnPath;
     let mut b = WriterProperties::builder();
@@ -78,19 +88,20 @@ pub fn writer_properties(sort_col: usize) -> WriterProperties {
         b = b.set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED);
     }
     b = b.set_column_encoding(ColumnPath::from("cwl_event_id"), Encoding::DELTA_BYTE_ARRAY);
-    b.set_compression(Compression::ZSTD(
-        ZstdLevel::try_new(ZSTD_LEVEL).expect("valid zstd level"),
-    ))
-    .set_dictionary_enabled(true)
-    .set_statistics_enabled(EnabledStatistics::Chunk)
-    .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-    .set_sorting_columns(Some(vec![SortingColumn {
-        column_idx: sort_col as i32,
-        descending: false,
-        nulls_first: false,
-    }]))
-    .set_created_by(format!("eks-audit-lake {}", env!("CARGO_PKG_VERSION")))
-    .build()
+    // levels outside zstd's range are refused by configuration; clamp for safety
+    let level = ZstdLevel::try_new(zstd_level.clamp(1, 22))
+        .unwrap_or_else(|_| ZstdLevel::try_new(ZSTD_LEVEL).expect("valid zstd level"));
+    b.set_compression(Compression::ZSTD(level))
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_max_row_group_row_count(Some(row_group_rows.max(1)))
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: sort_col as i32,
+            descending: false,
+            nulls_first: false,
+        }]))
+        .set_created_by(format!("eks-audit-lake {}", env!("CARGO_PKG_VERSION")))
+        .build()
 }
 
 /// Encode one record batch as a Parquet file.
@@ -386,7 +397,7 @@ fn append_extra(
 // ---- eks_audit --------------------------------------------------------------------------
 
 /// Column positions of `eks_audit`, from `schemas` at compile time.
-mod col {
+pub mod col {
     use schemas::{position, EKS_AUDIT};
     macro_rules! cols {
         ($($c:ident => $n:literal),+ $(,)?) => { $(pub const $c: usize = position(EKS_AUDIT, $n);)+ };
@@ -419,6 +430,56 @@ mod col {
         PRINCIPAL_USER_ID => "principal_user_id",
         PARSE_STATUS => "parse_status", RAW_MESSAGE => "raw_message",
     }
+}
+
+/// The attribution columns of `eks_audit`, in the order [`attribution_arrays`] returns.
+pub const ATTRIBUTION_COLUMNS: [usize; 11] = {
+    use col::*;
+    [
+        PRINCIPAL_TYPE,
+        PRINCIPAL_NAME,
+        PRINCIPAL_ARN,
+        PRINCIPAL_ACCOUNT_ID,
+        SOURCE_IDENTITY,
+        ROLE_CHAIN,
+        ATTRIBUTION_METHOD,
+        ATTRIBUTION_STATUS,
+        PRINCIPAL_CLUSTER,
+        PRINCIPAL_POD,
+        PRINCIPAL_USER_ID,
+    ]
+};
+
+fn append_attribution(c: &mut Columns, a: &Attribution<'_>) {
+    use col::*;
+    c.s(PRINCIPAL_TYPE).append_value(a.principal_type.as_str());
+    c.opt(PRINCIPAL_NAME, a.principal_name.as_deref());
+    c.opt(PRINCIPAL_ARN, a.principal_arn.as_deref());
+    c.opt(PRINCIPAL_ACCOUNT_ID, a.principal_account_id.as_deref());
+    c.opt(SOURCE_IDENTITY, a.source_identity.as_deref());
+    let chain = c.list(ROLE_CHAIN);
+    for r in &a.role_chain {
+        chain.values().append_value(r);
+    }
+    chain.append(true);
+    c.s(ATTRIBUTION_METHOD).append_value(a.method.as_str());
+    c.s(ATTRIBUTION_STATUS).append_value(a.status.as_str());
+    c.opt(PRINCIPAL_CLUSTER, a.principal_cluster.as_deref());
+    c.opt(PRINCIPAL_POD, a.principal_pod.as_deref());
+    c.opt(PRINCIPAL_USER_ID, a.principal_user_id.as_deref());
+}
+
+/// The [`ATTRIBUTION_COLUMNS`] of `attributions`, one row each, exactly as ingest
+/// writes them (compaction replaces a pending row's attribution with these).
+pub fn attribution_arrays(attributions: &[&Attribution<'_>]) -> Vec<ArrayRef> {
+    let mut c = Columns::new("eks_audit", EKS_AUDIT, attributions.len());
+    for a in attributions {
+        append_attribution(&mut c, a);
+    }
+    ATTRIBUTION_COLUMNS
+        .iter()
+        .map(|&i| c.b[i].finish())
+        .collect()
 }
 
 /// Builds one `eks_audit` record batch from rows and their attributions.
@@ -527,21 +588,7 @@ impl AuditBuilder {
         c.opt(AWS_ROLE_ARN, x.canonical_arn);
         c.opt(AWS_SESSION_NAME, x.session_name);
         c.opt(AWS_PRINCIPAL_ID, x.principal_id);
-        c.s(PRINCIPAL_TYPE).append_value(a.principal_type.as_str());
-        c.opt(PRINCIPAL_NAME, a.principal_name.as_deref());
-        c.opt(PRINCIPAL_ARN, a.principal_arn.as_deref());
-        c.opt(PRINCIPAL_ACCOUNT_ID, a.principal_account_id.as_deref());
-        c.opt(SOURCE_IDENTITY, a.source_identity.as_deref());
-        let chain = c.list(ROLE_CHAIN);
-        for r in &a.role_chain {
-            chain.values().append_value(r);
-        }
-        chain.append(true);
-        c.s(ATTRIBUTION_METHOD).append_value(a.method.as_str());
-        c.s(ATTRIBUTION_STATUS).append_value(a.status.as_str());
-        c.opt(PRINCIPAL_CLUSTER, a.principal_cluster.as_deref());
-        c.opt(PRINCIPAL_POD, a.principal_pod.as_deref());
-        c.opt(PRINCIPAL_USER_ID, a.principal_user_id.as_deref());
+        append_attribution(c, a);
         c.s(PARSE_STATUS).append_value(r.parse_status.as_str());
         c.opt(RAW_MESSAGE, r.raw_message);
         self.rows += 1;

@@ -67,7 +67,31 @@ impl LakeError {
     }
 }
 
-/// Put, get and list objects under a lake root.
+/// Which bytes of an object to read: the last `n`, or `start..end` (end exclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    Suffix(u64),
+    Span { start: u64, end: u64 },
+}
+
+/// Bytes read from an object, and the object's whole size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ranged {
+    pub bytes: Vec<u8>,
+    pub total: u64,
+}
+
+impl ByteRange {
+    /// The offsets this range selects of an object of `total` bytes (clamped).
+    pub fn clamp(self, total: u64) -> (u64, u64) {
+        match self {
+            Self::Suffix(n) => (total.saturating_sub(n), total),
+            Self::Span { start, end } => (start.min(total), end.min(total).max(start.min(total))),
+        }
+    }
+}
+
+/// Put, get, list and delete objects under a lake root.
 pub trait ObjectStore: Send + Sync {
     fn put(&self, key: &str, body: Vec<u8>) -> impl Future<Output = Result<(), LakeError>> + Send;
     /// Create `key` only if no object has it: `Ok(true)` when written, `Ok(false)` when
@@ -78,6 +102,21 @@ pub trait ObjectStore: Send + Sync {
         body: Vec<u8>,
     ) -> impl Future<Output = Result<bool, LakeError>> + Send;
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, LakeError>> + Send;
+    /// Part of an object (Parquet footers and row groups, so compaction never holds a
+    /// whole large file), with the object's size; `None` when there is no such object.
+    fn get_range(
+        &self,
+        key: &str,
+        range: ByteRange,
+    ) -> impl Future<Output = Result<Option<Ranged>, LakeError>> + Send;
+    /// Upload a local file as `key` (streamed from disk, whole or not at all).
+    fn put_file(
+        &self,
+        key: &str,
+        path: &Path,
+    ) -> impl Future<Output = Result<(), LakeError>> + Send;
+    /// Remove `key`; removing a missing object is not an error.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), LakeError>> + Send;
     /// Keys under `prefix` (recursive), sorted.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>, LakeError>> + Send;
     /// Where a key lives, for messages (`/tmp/lake/x`, `s3://b/p/x`).
@@ -173,6 +212,51 @@ impl ObjectStore for LocalDir {
         }
     }
 
+    async fn get_range(&self, key: &str, range: ByteRange) -> Result<Option<Ranged>, LakeError> {
+        use std::io::{Read, Seek, SeekFrom};
+        check_key(key)?;
+        let path = self.root.join(key);
+        let mut f = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(LakeOp::Get, &path, e)),
+        };
+        let total = f
+            .metadata()
+            .map_err(|e| io_err(LakeOp::Get, &path, e))?
+            .len();
+        let (start, end) = range.clamp(total);
+        let mut bytes = vec![0; (end - start) as usize];
+        f.seek(SeekFrom::Start(start))
+            .and_then(|_| f.read_exact(&mut bytes))
+            .map_err(|e| io_err(LakeOp::Get, &path, e))?;
+        Ok(Some(Ranged { bytes, total }))
+    }
+
+    async fn put_file(&self, key: &str, from: &Path) -> Result<(), LakeError> {
+        check_key(key)?;
+        let path = self.root.join(key);
+        let dir = path.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(dir).map_err(|e| io_err(LakeOp::Put, dir, e))?;
+        let tmp = dir.join(format!(
+            ".{}.upload{}",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("o"),
+            std::process::id()
+        ));
+        std::fs::copy(from, &tmp).map_err(|e| io_err(LakeOp::Put, from, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io_err(LakeOp::Put, &path, e))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), LakeError> {
+        check_key(key)?;
+        let path = self.root.join(key);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(LakeOp::Delete, &path, e)),
+        }
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
         let base = self.root.join(prefix.trim_end_matches('/'));
         let mut out = Vec::new();
@@ -259,6 +343,27 @@ impl ObjectStore for MemoryStore {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
         Ok(self.map().get(key).cloned())
     }
+    async fn get_range(&self, key: &str, range: ByteRange) -> Result<Option<Ranged>, LakeError> {
+        check_key(key)?;
+        Ok(self.map().get(key).map(|b| {
+            let (start, end) = range.clamp(b.len() as u64);
+            Ranged {
+                bytes: b[start as usize..end as usize].to_vec(),
+                total: b.len() as u64,
+            }
+        }))
+    }
+    async fn put_file(&self, key: &str, from: &Path) -> Result<(), LakeError> {
+        self.writable(key)?;
+        let body = std::fs::read(from).map_err(|e| io_err(LakeOp::Put, from, e))?;
+        self.map().insert(key.to_string(), body);
+        Ok(())
+    }
+    async fn delete(&self, key: &str) -> Result<(), LakeError> {
+        self.writable(key)?;
+        self.map().remove(key);
+        Ok(())
+    }
     async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
         Ok(self
             .map()
@@ -315,6 +420,54 @@ pub async fn contract<O: ObjectStore>(store: &O) {
         "list is recursive, sorted, and sees only that prefix"
     );
     assert!(store.list(&k("zzz/")).await.unwrap().is_empty());
+
+    store
+        .put(&k("r/digits"), b"0123456789".to_vec())
+        .await
+        .unwrap();
+    let r = |range| async move { store.get_range(&k("r/digits"), range).await.unwrap() };
+    let got = r(ByteRange::Suffix(4)).await.unwrap();
+    assert_eq!(
+        (&got.bytes[..], got.total),
+        (&b"6789"[..], 10),
+        "suffix range"
+    );
+    let got = r(ByteRange::Span { start: 2, end: 5 }).await.unwrap();
+    assert_eq!((&got.bytes[..], got.total), (&b"234"[..], 10), "span");
+    let got = r(ByteRange::Suffix(64)).await.unwrap();
+    assert_eq!(
+        &got.bytes[..],
+        b"0123456789",
+        "a suffix longer than the object"
+    );
+    assert_eq!(
+        store
+            .get_range(&k("absent"), ByteRange::Suffix(8))
+            .await
+            .unwrap(),
+        None
+    );
+
+    let src = std::env::temp_dir().join(format!(
+        "lake-contract-upload-{}-{:p}",
+        std::process::id(),
+        store
+    ));
+    std::fs::write(&src, b"from a file").unwrap();
+    store.put_file(&k("f/up.bin"), &src).await.unwrap();
+    std::fs::remove_file(&src).unwrap();
+    assert_eq!(
+        store.get(&k("f/up.bin")).await.unwrap().as_deref(),
+        Some(&b"from a file"[..]),
+        "put_file uploads the file"
+    );
+    store.delete(&k("f/up.bin")).await.unwrap();
+    assert_eq!(store.get(&k("f/up.bin")).await.unwrap(), None, "deleted");
+    store.delete(&k("f/up.bin")).await.unwrap();
+    assert!(
+        !store.list(&k("")).await.unwrap().contains(&k("f/up.bin")),
+        "a deleted key is not listed"
+    );
     for bad in ["../escape", "/abs", "a//b"] {
         assert!(
             matches!(store.put(bad, vec![]).await, Err(LakeError::BadKey(_))),
@@ -325,6 +478,10 @@ pub async fn contract<O: ObjectStore>(store: &O) {
                 store.put_if_absent(bad, vec![]).await,
                 Err(LakeError::BadKey(_))
             ),
+            "{bad}"
+        );
+        assert!(
+            matches!(store.delete(bad).await, Err(LakeError::BadKey(_))),
             "{bad}"
         );
     }

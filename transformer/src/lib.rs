@@ -12,6 +12,8 @@
 
 pub mod attribute;
 pub mod audit;
+pub mod compact;
+pub mod compactor;
 pub mod decode;
 pub mod encode;
 pub mod extract;
@@ -22,6 +24,7 @@ pub mod handler;
 pub mod lake;
 pub mod lookup;
 pub mod metrics;
+pub mod part_file;
 pub mod partition;
 pub mod plan;
 pub mod session_store;

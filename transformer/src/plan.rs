@@ -35,22 +35,32 @@ pub struct LookupPlan {
 }
 
 pub fn plan(rows: &[AuditRow<'_>]) -> LookupPlan {
+    plan_of(
+        rows.iter()
+            .map(|r| (r.stamp.account_id, &r.identity, r.event_ms)),
+    )
+}
+
+/// The plan for (account, identity, event time) triples: the rows of a batch at
+/// ingest, or the pending rows of a partition at compaction.
+pub fn plan_of<'r, 'a: 'r>(
+    rows: impl Iterator<Item = (&'r str, &'r Identity<'a>, i64)>,
+) -> LookupPlan {
     // per account: keys, and (role, munged) -> (earliest, latest) event time
     let mut keys: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     let mut pairs: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
     let mut pair_accounts: BTreeMap<&str, BTreeSet<(&str, &str)>> = BTreeMap::new();
-    for r in rows {
-        let account = r.stamp.account_id;
-        match &r.identity {
+    for (account, identity, event_ms) in rows {
+        match identity {
             Identity::AccessKey { key, .. } => {
                 keys.entry(account).or_default().insert(key.as_ref());
             }
             Identity::SessionName { candidates } => {
                 for RoleSession { role, munged, .. } in candidates {
                     let pair = (role.as_str(), munged.as_ref());
-                    let e = pairs.entry(pair).or_insert((r.event_ms, r.event_ms));
-                    e.0 = e.0.min(r.event_ms);
-                    e.1 = e.1.max(r.event_ms);
+                    let e = pairs.entry(pair).or_insert((event_ms, event_ms));
+                    e.0 = e.0.min(event_ms);
+                    e.1 = e.1.max(event_ms);
                     pair_accounts.entry(account).or_default().insert(pair);
                 }
             }

@@ -126,6 +126,21 @@ impl ObjectStore for Counted {
         self.n.get.fetch_add(1, Ordering::Relaxed);
         self.inner.get(key).await
     }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: transformer::lake::ByteRange,
+    ) -> Result<Option<transformer::lake::Ranged>, LakeError> {
+        self.n.get.fetch_add(1, Ordering::Relaxed);
+        self.inner.get_range(key, range).await
+    }
+    async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), LakeError> {
+        self.n.put.fetch_add(1, Ordering::Relaxed);
+        self.inner.put_file(key, path).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), LakeError> {
+        self.inner.delete(key).await
+    }
     async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
         self.n.list.fetch_add(1, Ordering::Relaxed);
         self.inner.list(prefix).await

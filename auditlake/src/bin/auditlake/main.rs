@@ -22,6 +22,7 @@ mod out;
 
 use clap::{Parser, Subcommand};
 
+use auditlake::compaction::{self, Scope, Settings};
 use auditlake::config::Config;
 use auditlake::start::{build_handler, now_ms, LakeHandler};
 use consume::{ConsumeOptions, Consumer};
@@ -93,6 +94,35 @@ enum Cmd {
         #[arg(long, hide = true)]
         failpoint: Option<String>,
     },
+    /// Merge a day's part files into large ones per (table, day, account, cluster),
+    /// sorted by event time; drop events delivered twice; write late attribution into
+    /// rows still pending. Safe to re-run or interrupt at any time.
+    Compact {
+        /// Lake URI (directory or s3://bucket/prefix); default $AUDITLAKE_LAKE or ./lake.
+        #[arg(long)]
+        lake: Option<String>,
+        /// The day to compact (UTC).
+        #[arg(long, value_name = "YYYY-MM-DD", conflicts_with_all = ["from", "to"])]
+        dt: Option<String>,
+        /// First day of a range (with --to; inclusive).
+        #[arg(long, value_name = "YYYY-MM-DD", requires = "to")]
+        from: Option<String>,
+        /// Last day of a range (with --from; inclusive).
+        #[arg(long, value_name = "YYYY-MM-DD", requires = "from")]
+        to: Option<String>,
+        /// Only this account's partitions.
+        #[arg(long, value_name = "ID")]
+        account: Option<String>,
+        /// Only this table: eks_audit or sts_sessions (default: both).
+        #[arg(long)]
+        table: Option<String>,
+        /// Largest output file, in MB (default $AUDITLAKE_COMPACT_TARGET_MB or 256).
+        #[arg(long, value_name = "MB")]
+        target_mb: Option<usize>,
+        /// zstd level of the output (default $AUDITLAKE_COMPACT_ZSTD_LEVEL or 3).
+        #[arg(long, value_name = "N")]
+        zstd_level: Option<usize>,
+    },
     /// Print the Athena DDL (tables and view), or write it to a directory.
     Ddl {
         /// Lake location to put in the DDL (s3://bucket/prefix).
@@ -108,8 +138,9 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum HiddenCmd {
-    /// The session-store contract against an AWS backend (the system tests run it on
-    /// moto): a DynamoDB table (`--table`, empty) or an S3 lake (`--lake`, empty).
+    /// The store contracts against an AWS backend (the system tests run them on moto):
+    /// the session store on a DynamoDB table (`--table`, empty), or the object store and
+    /// the session store on an S3 lake (`--lake`, empty).
     #[command(hide = true)]
     StoreContract {
         #[arg(long)]
@@ -244,6 +275,31 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 c.batches, c.totals.records_in, c.totals.events_written, c.totals.sts_sessions, c.totals.records_failed);
             result.map_err(|e| Fail(1, e.to_string()))
         }
+        Cmd::Compact {
+            lake,
+            dt,
+            from,
+            to,
+            account,
+            table,
+            target_mb,
+            zstd_level,
+        } => {
+            compact(
+                lake.as_deref(),
+                Scope::new(
+                    dt.as_deref(),
+                    from.as_deref(),
+                    to.as_deref(),
+                    table.as_deref(),
+                    account.as_deref(),
+                )
+                .map_err(|e| Fail(2, e.0))?,
+                target_mb,
+                zstd_level,
+            )
+            .await
+        }
         Cmd::Hidden(HiddenCmd::StoreContract {
             table,
             lake,
@@ -283,6 +339,54 @@ async fn run(cli: Cli) -> Result<(), Fail> {
     }
 }
 
+async fn compact(
+    lake: Option<&str>,
+    scope: Scope,
+    target_mb: Option<usize>,
+    zstd_level: Option<usize>,
+) -> Result<(), Fail> {
+    let config = Config::from_env(lake, Some("lake")).map_err(|e| Fail(2, e.to_string()))?;
+    let mut settings = Settings::from_vars(|n| std::env::var(n).ok(), std::env::temp_dir())
+        .map_err(|e| Fail(2, e.to_string()))?;
+    match target_mb {
+        Some(n) if !(1..=4096).contains(&n) => {
+            return Err(Fail(2, "--target-mb must be in 1..=4096".into()))
+        }
+        Some(n) => settings.target_mb = n,
+        None => {}
+    }
+    match zstd_level {
+        Some(n) if !(1..=22).contains(&n) => {
+            return Err(Fail(2, "--zstd-level must be in 1..=22".into()))
+        }
+        Some(n) => settings.zstd_level = n,
+        None => {}
+    }
+    let job = compaction::build(&config, &settings)
+        .await
+        .map_err(|e| Fail(2, e.to_string()))?;
+    let sum = compaction::run(
+        &job,
+        &scope,
+        now_ms(),
+        || false,
+        |r| match r {
+            Ok(r) => eprintln!("{}", compaction::report_line(r)),
+            Err((p, why)) => eprintln!("{p}: failed, left as it was: {why}"),
+        },
+    )
+    .await
+    .map_err(|e| Fail(1, e.to_string()))?;
+    out::emitln(&sum.line());
+    if !sum.failed.is_empty() {
+        return Err(Fail(
+            1,
+            format!("{} partition(s) failed (see above)", sum.failed.len()),
+        ));
+    }
+    Ok(())
+}
+
 async fn store_contract(
     table: Option<String>,
     lake: Option<String>,
@@ -301,9 +405,12 @@ async fn store_contract(
         (None, Some(lake)) => {
             let uri = auditlake::lake::LakeUri::parse(&lake).map_err(|e| Fail(2, e.to_string()))?;
             let lake = Arc::new(auditlake::lake::Lake::open(&uri).await);
+            // the object store's own contract (the same one memory and local directories
+            // keep), then the session index over it
+            transformer::lake::contract(lake.as_ref()).await;
             resolver::store::contract(&transformer::session_store::LakeSessionStore::new(lake))
                 .await;
-            out::emitln("contract kept: lake");
+            out::emitln("contract kept: lake (objects and sessions)");
         }
         _ => return Err(Fail(2, "give --table or --lake".into())),
     }
