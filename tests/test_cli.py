@@ -16,7 +16,7 @@ from support import run
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
-SUBCOMMANDS = ["demo", "invoke", "ingest", "consume", "ddl"]
+SUBCOMMANDS = ["demo", "invoke", "ingest", "consume", "compact", "ddl"]
 
 
 def piped_into_head(auditlake, args, lines=1, env=None):

@@ -12,7 +12,6 @@ use std::collections::HashSet;
 
 use arrow_array::{
     Array, ArrayRef, BooleanArray, ListArray, RecordBatch, StringArray, TimestampMillisecondArray,
-    UInt32Array,
 };
 use arrow_schema::{ArrowError, DataType, SchemaRef};
 
@@ -189,56 +188,74 @@ pub struct Merged {
 
 /// Each event once, sorted by event time. Ties keep a stable order: the key, then the
 /// better attribution, then the earlier ingest. Rows with a missing key part are never
-/// taken for duplicates.
+/// taken for duplicates. The rows are copied once, straight from the input batches.
 pub fn dedup_sort(table: Table, batches: &[RecordBatch]) -> Result<Merged, CompactError> {
-    let schema = table.schema();
-    let all = arrow_select::concat::concat_batches(&schema, batches)?;
-    let n = all.num_rows();
-    let t = times(table, &all);
-    let keys: Vec<&StringArray> = table
-        .key_columns()
-        .iter()
-        .map(|&i| strings(&all, i))
-        .collect();
-    let key = |i: usize| -> Option<Vec<&str>> {
-        keys.iter()
-            .map(|k| k.is_valid(i).then(|| k.value(i)))
-            .collect()
-    };
-    let (status, ingest) = if table.attributed() {
-        (
-            Some(strings(&all, col::ATTRIBUTION_STATUS)),
-            all.column(col::INGEST_TIME)
+    /// One row's sort key, computed once (not per comparison).
+    struct Row<'b> {
+        batch: u32,
+        row: u32,
+        time: i64,
+        key: Option<[&'b str; 3]>,
+        rank: u8,
+        ingest: i64,
+    }
+    let width = table.key_columns().len();
+    let mut rows: Vec<Row<'_>> =
+        Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    for (b, batch) in batches.iter().enumerate() {
+        let t = times(table, batch);
+        let keys: Vec<&StringArray> = table
+            .key_columns()
+            .iter()
+            .map(|&i| strings(batch, i))
+            .collect();
+        let status = table
+            .attributed()
+            .then(|| strings(batch, col::ATTRIBUTION_STATUS));
+        let ingest = table.attributed().then(|| {
+            batch
+                .column(col::INGEST_TIME)
                 .as_any()
-                .downcast_ref::<TimestampMillisecondArray>(),
-        )
+                .downcast_ref::<TimestampMillisecondArray>()
+                .expect("conformed batches have the table's time type")
+        });
+        for i in 0..batch.num_rows() {
+            let mut key = [""; 3];
+            let mut whole = true;
+            for (k, a) in keys.iter().enumerate() {
+                if a.is_valid(i) {
+                    key[k] = a.value(i);
+                } else {
+                    whole = false;
+                }
+            }
+            rows.push(Row {
+                batch: b as u32,
+                row: i as u32,
+                time: time_at(t, i),
+                key: whole.then_some(key),
+                rank: status.map_or(0, |s| status_rank(s.is_valid(i).then(|| s.value(i)))),
+                ingest: ingest.map_or(0, |g| time_at(g, i)),
+            });
+        }
+    }
+    debug_assert!(width <= 3);
+    rows.sort_by(|a, b| (a.time, a.key, a.rank, a.ingest).cmp(&(b.time, b.key, b.rank, b.ingest)));
+    let mut seen: HashSet<[&str; 3]> = HashSet::with_capacity(rows.len());
+    let before = rows.len();
+    rows.retain(|r| r.key.is_none_or(|k| seen.insert(k)));
+    let duplicates = before - rows.len();
+    let from: Vec<(usize, usize)> = rows
+        .iter()
+        .map(|r| (r.batch as usize, r.row as usize))
+        .collect();
+    drop(seen);
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    let batch = if from.is_empty() {
+        RecordBatch::new_empty(table.schema())
     } else {
-        (None, None)
+        arrow_select::interleave::interleave_record_batch(&refs, &from)?
     };
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    order.sort_by(|&a, &b| {
-        let (a, b) = (a as usize, b as usize);
-        time_at(t, a)
-            .cmp(&time_at(t, b))
-            .then_with(|| key(a).cmp(&key(b)))
-            .then_with(|| match status {
-                Some(s) => status_rank(s.is_valid(a).then(|| s.value(a)))
-                    .cmp(&status_rank(s.is_valid(b).then(|| s.value(b)))),
-                None => std::cmp::Ordering::Equal,
-            })
-            .then_with(|| match ingest {
-                Some(g) => time_at(g, a).cmp(&time_at(g, b)),
-                None => std::cmp::Ordering::Equal,
-            })
-    });
-    let mut seen: HashSet<Vec<&str>> = HashSet::with_capacity(n);
-    let before = order.len();
-    order.retain(|&i| match key(i as usize) {
-        Some(k) => seen.insert(k),
-        None => true,
-    });
-    let duplicates = before - order.len();
-    let batch = arrow_select::take::take_record_batch(&all, &UInt32Array::from(order))?;
     Ok(Merged { batch, duplicates })
 }
 

@@ -54,8 +54,9 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 /// Rows per row group of a compacted file: about 15-25 MB of Parquet on audit rows, in
 /// the range Athena reads well, and what the writer buffers before it flushes.
 pub const DEFAULT_ROW_GROUP_ROWS: usize = 128 * 1024;
-/// Rows merged at once; about 1.5 KB of Arrow per audit row, so ~150 MB.
-pub const DEFAULT_WINDOW_ROWS: usize = 100_000;
+/// Rows merged at once: with about 2 KB of Arrow per audit row (bodies included) and
+/// one copy while merging, ~200 MB (peak RSS measured in BENCHMARKS.md).
+pub const DEFAULT_WINDOW_ROWS: usize = 50_000;
 /// Rows that may be held because their files overlap in time; beyond this the partition
 /// is left as it is, with an error naming it.
 pub const DEFAULT_MAX_HELD_ROWS: usize = 1_000_000;

@@ -88,6 +88,12 @@ pub fn writer_properties_with(
         b = b.set_column_encoding(ColumnPath::from(c), Encoding::DELTA_BINARY_PACKED);
     }
     b = b.set_column_encoding(ColumnPath::from("cwl_event_id"), Encoding::DELTA_BYTE_ARRAY);
+    // Random UUIDs: lengths apart from the bytes, so zstd's literal coder sees only hex
+    // digits (measured -10 % on the column, -5 % on a compacted file; BENCHMARKS.md).
+    b = b.set_column_encoding(
+        ColumnPath::from("audit_id"),
+        Encoding::DELTA_LENGTH_BYTE_ARRAY,
+    );
     // levels outside zstd's range are refused by configuration; clamp for safety
     let level = ZstdLevel::try_new(zstd_level.clamp(1, 22))
         .unwrap_or_else(|_| ZstdLevel::try_new(ZSTD_LEVEL).expect("valid zstd level"));

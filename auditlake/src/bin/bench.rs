@@ -273,11 +273,17 @@ struct Batch {
 /// Records of ~100 events (CloudWatch Logs batches a stream's events), until the batch
 /// reaches `target` compressed bytes, as Firehose buffers it for the Lambda.
 fn batch(target: usize, seed: u64) -> Batch {
+    batch_from(target, seed, 0)
+}
+
+/// [`batch`] whose records start at record number `first` (later in the day, with
+/// CloudWatch event ids and record ids of their own): the batches of one day.
+fn batch_from(target: usize, seed: u64, first: u64) -> Batch {
     let mut rng = Rng(seed);
     let mut records = Vec::new();
     let mut messages = Vec::new();
     let mut compressed = 0;
-    let mut n = 0u64;
+    let mut n = first;
     while compressed < target {
         let acct = ACCOUNTS[(n % 3) as usize];
         let cluster = CLUSTERS[(n % 4) as usize];
@@ -473,8 +479,73 @@ fn rss_child(event: &Path, sessions: &Path, dir: &Path) {
     );
 }
 
+/// Counts what is written through it (gzip NDJSON size without keeping the bytes).
+struct Count(u64);
+
+impl Write for Count {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0 += b.len() as u64;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `--make-day N DIR`: a day of `n` 3 MB batches of the benchmark mix ingested into a
+/// local lake at `dir` (every 25th batch delivered a second time under new Firehose
+/// record ids, as at-least-once delivery does); prints one JSON line of what it holds.
+fn make_day(n: u64, dir: &Path) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = Arc::new(MemorySessionStore::default());
+    let sess: Vec<Arc<StsSession>> = sessions().into_iter().map(Arc::new).collect();
+    rt.block_on(store.put(&sess)).expect("store");
+    let h = new_handler(dir, store);
+    let mut ndjson = flate2::write::GzEncoder::new(Count(0), flate2::Compression::new(6));
+    let (mut events, mut json, mut redelivered) = (0u64, 0u64, 0u64);
+    let mut first = 0u64;
+    for k in 0..n {
+        let b = batch_from(3 << 20, 0x5eed + k, first);
+        first += b.records.len() as u64;
+        json += decompressed_len(&b.records) as u64;
+        for m in &b.messages {
+            ndjson.write_all(m.as_bytes()).expect("count");
+            ndjson.write_all(b"\n").expect("count");
+        }
+        events += b.messages.len() as u64;
+        rt.block_on(h.process(&b.records, Some("us-east-1"), T0))
+            .expect("handler");
+        if k % 25 == 24 {
+            let again: Vec<InputRecord> = b
+                .records
+                .iter()
+                .map(|r| InputRecord::gzip(format!("{}-again", r.record_id), r.data.clone()))
+                .collect();
+            rt.block_on(h.process(&again, Some("us-east-1"), T0))
+                .expect("handler");
+            redelivered += b.messages.len() as u64;
+        }
+    }
+    let gz = ndjson.finish().expect("count").0;
+    println!(
+        "{}",
+        json!({"day": resolver::time::utc_date(T0), "batches": n, "events": events,
+            "redelivered_events": redelivered, "cwl_json_bytes": json, "gzip_ndjson_bytes": gz})
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.len() == 4 && args[1] == "--make-day" {
+        make_day(
+            args[2].parse().expect("--make-day N DIR"),
+            Path::new(&args[3]),
+        );
+        return;
+    }
     if args.len() == 5 && args[1] == "--rss-child" {
         rss_child(
             Path::new(&args[2]),
