@@ -69,7 +69,7 @@ def test_compacted_rows_equal_the_view_over_the_uncompacted_lake_for_every_ident
         times = t.column("event_time").to_pylist()
         assert times == sorted(times)
         md = pq.read_metadata(p)
-        assert md.metadata[b"auditlake.compacted"] == b"1"
+        assert p.name.startswith("compacted-" + md.metadata[b"auditlake.compacted"].decode() + "-")
         assert md.row_group(0).column(0).compression == "ZSTD"
 
     # a second run changes nothing, and says so
@@ -128,7 +128,7 @@ def test_a_killed_run_is_finished_by_the_next_one(auditlake, demo_lake, tmp_path
         p.wait()
         if list((lake / "_compaction").rglob("*.json")) if (lake / "_compaction").exists() else []:
             caught_midway += 1
-        r = compact(auditlake, lake, "--dt", day)
+        r = compact(auditlake, lake, "--dt", day, "--take-over")
         got = lakesql.rows(lakesql.connect(lake), count)[0]
         assert got == expected, (attempt, r.stderr.decode()[-2000:])
         assert not list(lake.rglob("_compaction/**/*.json"))
@@ -137,6 +137,26 @@ def test_a_killed_run_is_finished_by_the_next_one(auditlake, demo_lake, tmp_path
         if caught_midway >= 2:
             break
     assert caught_midway >= 1, "no kill landed inside a partition's swap; the test did not test"
+
+
+def test_a_run_meeting_another_runs_fresh_manifest_skips_that_partition(auditlake, demo_lake, tmp_path):
+    lake = tmp_path / "lake"
+    shutil.copytree(demo_lake, lake)
+    day = next(p.name[3:] for p in (lake / "eks_audit").iterdir())
+    p = subprocess.Popen([str(auditlake), "compact", "--lake", str(lake), "--dt", day],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(lake.glob("_compaction/**/*.json")):
+        time.sleep(0.001)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    if not list(lake.glob("_compaction/**/*.json")):
+        pytest.skip("the run finished before it could be stopped")
+    r = compact(auditlake, lake, "--dt", day, check=False)
+    err = r.stderr.decode()
+    assert r.returncode == 1 and "another compaction run holds it" in err and "--take-over" in err, err
+    compact(auditlake, lake, "--dt", day, "--take-over")
+    assert not list(lake.glob("_compaction/**/*.json"))
 
 
 def test_compaction_on_s3(auditlake, moto, tmp_path):

@@ -58,6 +58,8 @@ pub struct Settings {
     pub target_mb: usize,
     pub zstd_level: usize,
     pub scratch: std::path::PathBuf,
+    /// Take over any manifest left by another run (CLI `--take-over`; never the Lambda).
+    pub take_over: bool,
 }
 
 impl Settings {
@@ -97,6 +99,7 @@ impl Settings {
                 .filter(|s| !s.trim().is_empty())
                 .map(Into::into)
                 .unwrap_or(scratch_default),
+            take_over: false,
         })
     }
 }
@@ -115,6 +118,9 @@ pub async fn build(config: &Config, s: &Settings) -> Result<LakeCompactor, Start
     cc.zstd_level = s.zstd_level as i32;
     cc.aws_auth = aws_auth;
     cc.issuer_clusters = Arc::new(config.issuer_clusters.clone());
+    if s.take_over {
+        cc.lease_ms = 0;
+    }
     Ok(Compactor::new(lake, sessions, cc))
 }
 

@@ -192,8 +192,18 @@ impl ObjectStore for S3Store {
                     .map_err(|e| body_err(self.locate(key), e))?
                     .into_bytes()
                     .to_vec();
-                let total = total.unwrap_or(b.len() as u64);
-                Ok(Some(Ranged { bytes: b, total }))
+                match total {
+                    Some(total) => Ok(Some(Ranged { bytes: b, total })),
+                    // a 200 with the whole object: cut the range out of it
+                    None => {
+                        let total = b.len() as u64;
+                        let (start, end) = range.clamp(total);
+                        Ok(Some(Ranged {
+                            bytes: b[start as usize..end as usize].to_vec(),
+                            total,
+                        }))
+                    }
+                }
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             // 416: the range starts past the end (an empty object asked for its tail)

@@ -57,11 +57,23 @@ pub const DEFAULT_ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Rows merged at once: with about 2 KB of Arrow per audit row (bodies included) and
 /// one copy while merging, ~200 MB (peak RSS measured in BENCHMARKS.md).
 pub const DEFAULT_WINDOW_ROWS: usize = 50_000;
-/// Rows that may be held because their files overlap in time; beyond this the partition
-/// is left as it is, with an error naming it.
-pub const DEFAULT_MAX_HELD_ROWS: usize = 1_000_000;
+/// Rows that may be held because their files overlap in time (~400 MB of Arrow); beyond
+/// this the partition is left as it is, with an error naming it.
+pub const DEFAULT_MAX_HELD_ROWS: usize = 200_000;
 /// Session-store requests per window, for late attribution.
 pub const DEFAULT_LOOKUPS: usize = 10_000;
+/// A manifest whose run has not shown progress for this long is taken for a dead run's;
+/// younger, it belongs to a run still working and the partition is skipped. A live run
+/// refreshes it at least every third of this.
+pub const DEFAULT_LEASE_MS: i64 = 10 * 60_000;
+
+/// Milliseconds since the epoch, from the system clock.
+pub fn system_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
 
 /// Compaction settings, read once at start.
 #[derive(Debug, Clone)]
@@ -77,6 +89,11 @@ pub struct CompactConfig {
     /// The same aws-auth mapping and issuer map ingest uses, so attribution agrees.
     pub aws_auth: Option<Arc<AwsAuth>>,
     pub issuer_clusters: Arc<resolver::workload::IssuerClusters>,
+    /// See [`DEFAULT_LEASE_MS`]; 0 takes over any manifest (the operator knows the run
+    /// that wrote it is dead: `auditlake compact --take-over`).
+    pub lease_ms: i64,
+    /// The clock manifests' leases are read against.
+    pub clock: fn() -> i64,
 }
 
 impl CompactConfig {
@@ -91,6 +108,8 @@ impl CompactConfig {
             scratch,
             aws_auth: None,
             issuer_clusters: Arc::default(),
+            lease_ms: DEFAULT_LEASE_MS,
+            clock: system_ms,
         }
     }
 }
@@ -132,6 +151,18 @@ pub enum JobError {
         source: serde_json::Error,
     },
     #[error(
+        "{partition}: another compaction run holds it (manifest of {owner}, last progress {age_s} s ago); \
+         skipped. If that run is dead, re-run with --take-over (or wait until its lease of {lease_s} s runs out)"
+    )]
+    Busy {
+        partition: String,
+        owner: String,
+        age_s: i64,
+        lease_s: i64,
+    },
+    #[error("{object}: changed while being compacted (a retried batch rewrote it); left as it is")]
+    Changed { object: String },
+    #[error(
         "{partition}: {rows} rows overlap in event time across its files (limit {limit}); \
          left as it is"
     )]
@@ -153,6 +184,9 @@ enum State {
 struct Manifest {
     version: u32,
     state: State,
+    /// The run that wrote it, and when it last made progress (its lease).
+    owner: String,
+    heartbeat_ms: i64,
     inputs: Vec<String>,
     outputs_prefix: String,
     outputs: Vec<String>,
@@ -233,9 +267,10 @@ struct Input {
 }
 
 impl Input {
-    fn compacted(&self) -> bool {
-        part_file::kv(&self.meta, KV_COMPACTED).is_some()
-            && file_name(&self.key).starts_with(COMPACTED_PREFIX)
+    /// The set of files one compaction run wrote this file in (`None`: a part file).
+    fn compacted_set(&self) -> Option<&str> {
+        part_file::kv(&self.meta, KV_COMPACTED)
+            .filter(|_| file_name(&self.key).starts_with(COMPACTED_PREFIX))
     }
     fn pending(&self) -> u64 {
         part_file::kv(&self.meta, KV_PENDING)
@@ -254,6 +289,8 @@ pub struct Compactor<O, S> {
     sessions: S,
     cache: Mutex<SessionCache>,
     config: CompactConfig,
+    /// This run's name in the manifests it writes.
+    owner: String,
 }
 
 /// The folder a partition's files live in, if `key` is a table file at the right depth:
@@ -298,6 +335,15 @@ impl<O: ObjectStore, S: SessionStore> Compactor<O, S> {
             lake,
             sessions,
             cache: Mutex::new(SessionCache::new(100_000, 60_000)),
+            owner: {
+                static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                format!(
+                    "pid {} run {n} started {}",
+                    std::process::id(),
+                    (config.clock)()
+                )
+            },
             config,
         }
     }
@@ -322,11 +368,26 @@ impl<O: ObjectStore, S: SessionStore> Compactor<O, S> {
             .iter()
             .filter_map(|k| partition_of(table, k).map(str::to_string))
             .collect();
-        for m in self.lake.list(&format!("{MANIFEST_ROOT}/{prefix}")).await? {
-            if let Some(p) = m
+        // manifests: `_compaction/<partition>.json`; an sts_sessions partition is the
+        // account folder itself, so list the day and match the account here
+        let day_prefix = format!("{}/dt={day}/", table.name());
+        for m in self
+            .lake
+            .list(&format!("{MANIFEST_ROOT}/{day_prefix}"))
+            .await?
+        {
+            let Some(p) = m
                 .strip_prefix(&format!("{MANIFEST_ROOT}/"))
                 .and_then(|p| p.strip_suffix(".json"))
-            {
+            else {
+                continue;
+            };
+            let depth = p.split('/').count();
+            let of_account = match account {
+                Some(a) => p == format!("{day_prefix}{a}") || p.starts_with(&prefix),
+                None => true,
+            };
+            if depth == 2 + table.folders() && of_account {
                 out.push(p.to_string());
             }
         }
@@ -382,18 +443,23 @@ impl<O: ObjectStore, S: SessionStore> Compactor<O, S> {
         let mut manifest = Manifest {
             version: 1,
             state: State::Writing,
+            owner: self.owner.clone(),
+            heartbeat_ms: (self.config.clock)(),
             inputs: names.iter().map(|s| s.to_string()).collect(),
             outputs_prefix: outputs_prefix.clone(),
             outputs: Vec::new(),
         };
-        self.save(partition, &manifest).await?;
+        // created only if absent: of two runs starting on one partition, one goes on
+        if !self.create(partition, &manifest).await? {
+            return Err(self.busy(partition).await);
+        }
 
         let outputs = match self
             .merge(
                 table,
                 partition,
                 &inputs,
-                &outputs_prefix,
+                &mut manifest,
                 now_ms,
                 &mut report,
             )
@@ -409,8 +475,14 @@ impl<O: ObjectStore, S: SessionStore> Compactor<O, S> {
                 return Err(e);
             }
         };
+        // still ours? (a run that stalled past its lease may have been taken over: then
+        // the run that took over decides, and nothing of the inputs is touched here)
+        if !self.still_ours(partition).await? {
+            return Err(self.busy(partition).await);
+        }
         manifest.state = State::Swapping;
         manifest.outputs = outputs;
+        manifest.heartbeat_ms = (self.config.clock)();
         self.save(partition, &manifest).await?;
         for k in &manifest.inputs {
             if !manifest.outputs.contains(k) {
@@ -432,6 +504,15 @@ impl<O: ObjectStore, S: SessionStore> Compactor<O, S> {
             key: self.lake.locate(&key),
             source,
         })?;
+        let age = (self.config.clock)() - m.heartbeat_ms;
+        if m.owner != self.owner && age < self.config.lease_ms {
+            return Err(JobError::Busy {
+                partition: partition.to_string(),
+                owner: m.owner,
+                age_s: age / 1000,
+                lease_s: self.config.lease_ms / 1000,
+            });
+        }
         let done = match m.state {
             State::Writing => {
                 let partial: Vec<String> = self
@@ -457,6 +538,43 @@ impl<O: ObjectStore, S: SessionStore> Compactor<O, S> {
         };
         self.lake.delete(&key).await?;
         Ok(Some(done))
+    }
+
+    async fn create(&self, partition: &str, m: &Manifest) -> Result<bool, JobError> {
+        let body = serde_json::to_vec(m).map_err(|source| JobError::Manifest {
+            key: manifest_key(partition),
+            source,
+        })?;
+        Ok(self
+            .lake
+            .put_if_absent(&manifest_key(partition), body)
+            .await?)
+    }
+
+    /// The manifest of `partition` is still this run's.
+    async fn still_ours(&self, partition: &str) -> Result<bool, JobError> {
+        let key = manifest_key(partition);
+        Ok(match self.lake.get(&key).await? {
+            Some(b) => serde_json::from_slice::<Manifest>(&b).is_ok_and(|m| m.owner == self.owner),
+            None => false,
+        })
+    }
+
+    /// The error for a partition another run holds (as its manifest says now).
+    async fn busy(&self, partition: &str) -> JobError {
+        let held = match self.lake.get(&manifest_key(partition)).await {
+            Ok(Some(b)) => serde_json::from_slice::<Manifest>(&b).ok(),
+            _ => None,
+        };
+        let (owner, at) = held
+            .map(|m| (m.owner, m.heartbeat_ms))
+            .unwrap_or_else(|| ("an unknown run".into(), (self.config.clock)()));
+        JobError::Busy {
+            partition: partition.to_string(),
+            owner,
+            age_s: ((self.config.clock)() - at) / 1000,
+            lease_s: self.config.lease_ms / 1000,
+        }
     }
 
     async fn save(&self, partition: &str, m: &Manifest) -> Result<(), JobError> {
@@ -494,7 +612,7 @@ impl<O: ObjectStore, S: SessionStore> Compactor<O, S> {
             }
             m => m.map_err(part)?,
         };
-        let spans = part_file::row_groups(&meta, table.time_column());
+        let spans = part_file::row_groups(&meta, table.columns()[table.time_column()].name);
         Ok(Some(Input {
             key: key.to_string(),
             total: tail.total,
@@ -513,11 +631,9 @@ impl<O: ObjectStore, S: SessionStore> Compactor<O, S> {
         now_ms: i64,
         report: &mut Report,
     ) -> Result<bool, JobError> {
-        let fewest = report
-            .bytes_in
-            .div_ceil(self.config.target_bytes.max(1))
-            .max(1) as usize;
-        if !inputs.iter().all(Input::compacted) || inputs.len() > fewest {
+        // one run's output, nothing added since: its layout is as good as it gets
+        let first = inputs[0].compacted_set();
+        if first.is_none() || inputs.iter().any(|i| i.compacted_set() != first) {
             return Ok(false);
         }
         report.pending = inputs.iter().map(Input::pending).sum();
@@ -527,7 +643,7 @@ impl<O: ObjectStore, S: SessionStore> Compactor<O, S> {
         for input in inputs.iter().filter(|i| i.pending() > 0) {
             for span in &input.spans {
                 for batch in self.read(table, partition, input, span).await? {
-                    let (_, filled, _) = self.fill_pending(&batch, now_ms).await?;
+                    let (_, filled, _) = self.fill_pending(partition, &batch, now_ms).await?;
                     if filled > 0 {
                         report.pending = 0;
                         return Ok(false);
@@ -564,6 +680,12 @@ impl<O: ObjectStore, S: SessionStore> Compactor<O, S> {
                     "the file disappeared during compaction".into(),
                 )))
             })?;
+        // the footer's file, not a newer one under the same key (a retried batch)
+        if bytes.total != input.total {
+            return Err(JobError::Changed {
+                object: self.lake.locate(&input.key),
+            });
+        }
         let batches =
             part_file::read_row_group(&input.meta, span, bytes.bytes, input.total).map_err(part)?;
         batches
@@ -580,6 +702,7 @@ impl<O: ObjectStore, S: SessionStore> Compactor<O, S> {
     /// rows still pending).
     async fn fill_pending(
         &self,
+        partition: &str,
         batch: &RecordBatch,
         now_ms: i64,
     ) -> Result<(RecordBatch, u64, u64), JobError> {
@@ -614,7 +737,7 @@ impl<O: ObjectStore, S: SessionStore> Compactor<O, S> {
         let left = rows.len() as u64 - filled;
         let out =
             compact::fill(batch, &fill_rows, &fill_with).map_err(|source| JobError::Merge {
-                partition: String::new(),
+                partition: partition.to_string(),
                 source,
             })?;
         Ok((out, filled, left))
@@ -627,10 +750,11 @@ impl<O: ObjectStore, S: SessionStore> Compactor<O, S> {
         table: Table,
         partition: &str,
         inputs: &[Input],
-        outputs_prefix: &str,
+        manifest: &mut Manifest,
         now_ms: i64,
         report: &mut Report,
     ) -> Result<Vec<String>, JobError> {
+        let outputs_prefix = manifest.outputs_prefix.clone();
         let merge_err = |source| JobError::Merge {
             partition: partition.to_string(),
             source,
@@ -643,7 +767,7 @@ impl<O: ObjectStore, S: SessionStore> Compactor<O, S> {
             .collect();
         units.sort_by_key(|(i, s)| (s.min_ms.unwrap_or(i64::MIN), i.key.as_str(), s.index));
 
-        let mut out = Outputs::new(self, table, partition, outputs_prefix);
+        let mut out = Outputs::new(self, table, partition, &outputs_prefix);
         let mut held: Vec<RecordBatch> = Vec::new();
         let mut held_rows = 0usize;
         let mut next = 0usize;
@@ -695,13 +819,19 @@ impl<O: ObjectStore, S: SessionStore> Compactor<O, S> {
             drop(emit);
             report.duplicates += merged.duplicates as u64;
             let (batch, filled, left) = if table.attributed() {
-                self.fill_pending(&merged.batch, now_ms).await?
+                self.fill_pending(partition, &merged.batch, now_ms).await?
             } else {
                 (merged.batch, 0, 0)
             };
             report.filled += filled;
             report.pending += left;
             out.write(&batch).await?;
+            // show progress: the lease stays this run's
+            let now = (self.config.clock)();
+            if self.config.lease_ms > 0 && now - manifest.heartbeat_ms >= self.config.lease_ms / 3 {
+                manifest.heartbeat_ms = now;
+                self.save(partition, manifest).await?;
+            }
         }
         let keys = out.finish().await?;
         report.files_out = keys.len();
@@ -801,7 +931,16 @@ impl<'c, O: ObjectStore, S: SessionStore> Outputs<'c, O, S> {
         let Some((path, mut w, pending)) = self.current.take() else {
             return Ok(());
         };
-        w.append_key_value_metadata(KeyValue::new(KV_COMPACTED.into(), "1".to_string()));
+        // the set this run writes: a partition holding exactly one set is left alone
+        let set = self
+            .prefix
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.strip_prefix(COMPACTED_PREFIX))
+            .unwrap_or("")
+            .trim_end_matches('-')
+            .to_string();
+        w.append_key_value_metadata(KeyValue::new(KV_COMPACTED.into(), set));
         w.append_key_value_metadata(KeyValue::new(KV_PENDING.into(), pending.to_string()));
         let closed = w.close().map_err(|e| self.write_err(e));
         let key = format!("{}{:04}.parquet", self.prefix, self.done.len());

@@ -79,8 +79,16 @@ pub struct RowGroupSpan {
     pub max_ms: Option<i64>,
 }
 
-/// The row groups of a file, with the bounds of column `time_col`.
-pub fn row_groups(meta: &ParquetMetaData, time_col: usize) -> Vec<RowGroupSpan> {
+/// The row groups of a file, with the bounds of the top-level column `time_col`
+/// (found by name among the leaves: a file of another column order or with nested
+/// columns before it has it elsewhere).
+pub fn row_groups(meta: &ParquetMetaData, time_col: &str) -> Vec<RowGroupSpan> {
+    let leaf = meta
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.path().parts() == [time_col]);
     meta.row_groups()
         .iter()
         .enumerate()
@@ -91,7 +99,10 @@ pub fn row_groups(meta: &ParquetMetaData, time_col: usize) -> Vec<RowGroupSpan> 
                 start = start.min(s);
                 end = end.max(s + l);
             }
-            let (min_ms, max_ms) = match rg.columns().get(time_col).and_then(|c| c.statistics()) {
+            let stats = leaf
+                .and_then(|l| rg.columns().get(l))
+                .and_then(|c| c.statistics());
+            let (min_ms, max_ms) = match stats {
                 Some(Statistics::Int64(s)) => (s.min_opt().copied(), s.max_opt().copied()),
                 _ => (None, None),
             };

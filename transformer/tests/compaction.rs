@@ -33,6 +33,8 @@ fn config() -> CompactConfig {
     let mut c = CompactConfig::new(scratch());
     // tiny windows: the merge runs many rounds over files that overlap in time
     c.window_rows = 1;
+    // each test's re-run plays the operator who knows the killed run is dead
+    c.lease_ms = 0;
     c
 }
 
@@ -248,7 +250,11 @@ async fn compacted_day<O: ObjectStore + 'static>(lake: Arc<O>) {
         .iter()
         .map(|e| (e.key.clone(), e.value.clone().unwrap_or_default()))
         .collect();
-    assert_eq!(kv["auditlake.compacted"], "1");
+    let set = &kv["auditlake.compacted"];
+    assert!(
+        set.len() == 16 && keys[0].contains(&format!("/compacted-{set}-0000.parquet")),
+        "the file names its set: {set}"
+    );
     assert_eq!(kv["auditlake.pending_rows"], "1");
     let rg = meta.row_group(0);
     assert!(matches!(
@@ -338,6 +344,57 @@ async fn a_small_target_splits_the_output_and_order_holds_across_files() {
         .map(|r| r["event_time"].as_i64().unwrap())
         .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    // several files of one run: as good as it gets, a second run leaves them
+    let keys = lake.list(&format!("{AUDIT}/")).await.unwrap();
+    let r = c.compact(Table::EksAudit, AUDIT, now()).await.unwrap();
+    assert_eq!((r.outcome, r.files_in), (Outcome::Unchanged, keys.len()));
+    assert_eq!(lake.list(&format!("{AUDIT}/")).await.unwrap(), keys);
+}
+
+fn eleven_minutes_later() -> i64 {
+    transformer::compactor::system_ms() + 11 * 60_000
+}
+
+#[tokio::test]
+async fn a_partition_another_run_holds_is_skipped_until_its_lease_runs_out() {
+    let day = Arc::new(MemoryStore::default());
+    ingest_day(&day).await;
+    let lake = copy_of(&day).await;
+    // a run that has written its manifest and one output, and is still working (or
+    // died a moment ago: nobody can tell yet)
+    let running = Arc::new(Dies {
+        inner: lake.clone(),
+        left: AtomicI64::new(2),
+        writes: AtomicUsize::new(0),
+    });
+    let mut cfg = CompactConfig::new(scratch());
+    let c = Compactor::new(running, LakeSessionStore::new(lake.clone()), cfg.clone());
+    assert!(c.compact(Table::EksAudit, AUDIT, now()).await.is_err());
+    let held = lake.keys();
+    assert!(held.iter().any(|k| k.contains("/compacted-")));
+
+    let other = Compactor::new(
+        lake.clone(),
+        LakeSessionStore::new(lake.clone()),
+        cfg.clone(),
+    );
+    let e = other
+        .compact(Table::EksAudit, AUDIT, now())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, JobError::Busy { .. }), "{e}");
+    assert!(e.to_string().contains("--take-over"), "{e}");
+    assert_eq!(lake.keys(), held, "nothing touched");
+
+    // once its lease has run out, the run is taken for dead and its work redone
+    cfg.clock = eleven_minutes_later;
+    let later = Compactor::new(lake.clone(), LakeSessionStore::new(lake.clone()), cfg);
+    let r = later.compact(Table::EksAudit, AUDIT, now()).await.unwrap();
+    assert_eq!(r.resumed, Some(Resumed::RemovedPartialOutputs(1)));
+    assert_eq!(
+        (r.outcome, r.files_in, r.duplicates),
+        (Outcome::Compacted, 3, 3)
+    );
 }
 
 /// A store that dies after `left` writes: every later put or delete fails, as if the

@@ -122,6 +122,10 @@ enum Cmd {
         /// zstd level of the output (default $AUDITLAKE_COMPACT_ZSTD_LEVEL or 3).
         #[arg(long, value_name = "N")]
         zstd_level: Option<usize>,
+        /// Take over partitions whose manifest another run left less than 10 minutes
+        /// ago (only when that run is known to be dead: killed, interrupted).
+        #[arg(long)]
+        take_over: bool,
     },
     /// Print the Athena DDL (tables and view), or write it to a directory.
     Ddl {
@@ -284,6 +288,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             table,
             target_mb,
             zstd_level,
+            take_over,
         } => {
             compact(
                 lake.as_deref(),
@@ -297,6 +302,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 .map_err(|e| Fail(2, e.0))?,
                 target_mb,
                 zstd_level,
+                take_over,
             )
             .await
         }
@@ -344,6 +350,7 @@ async fn compact(
     scope: Scope,
     target_mb: Option<usize>,
     zstd_level: Option<usize>,
+    take_over: bool,
 ) -> Result<(), Fail> {
     let config = Config::from_env(lake, Some("lake")).map_err(|e| Fail(2, e.to_string()))?;
     let mut settings = Settings::from_vars(|n| std::env::var(n).ok(), std::env::temp_dir())
@@ -362,6 +369,7 @@ async fn compact(
         Some(n) => settings.zstd_level = n,
         None => {}
     }
+    settings.take_over = take_over;
     let job = compaction::build(&config, &settings)
         .await
         .map_err(|e| Fail(2, e.to_string()))?;
