@@ -67,21 +67,10 @@ impl Settings {
         var: impl Fn(&str) -> Option<String>,
         scratch_default: std::path::PathBuf,
     ) -> Result<Self, ConfigError> {
-        let number = |name, range: std::ops::RangeInclusive<usize>, default| match var(name) {
-            None => Ok(default),
-            Some(v) if v.trim().is_empty() => Ok(default),
-            Some(v) => match v.trim().parse::<usize>() {
-                Ok(n) if range.contains(&n) => Ok(n),
-                _ => Err(ConfigError::Invalid {
-                    name,
-                    why: format!(
-                        "expected a whole number in {}..={}, got {v:?}",
-                        range.start(),
-                        range.end()
-                    ),
-                }),
-            },
-        };
+        // an empty value counts as unset (CloudFormation passes `!Ref` of an empty
+        // parameter as "")
+        let var = |n: &str| var(n).filter(|v| !v.trim().is_empty());
+        let number = |name, range, default| crate::config::number(&var, name, range, default);
         Ok(Self {
             lag_days: number(ENV_LAG_DAYS, 1..=30, DEFAULT_LAG_DAYS)?,
             days: number(ENV_DAYS, 1..=31, DEFAULT_DAYS)?,

@@ -183,7 +183,7 @@ impl Config {
 }
 
 /// An unsigned number variable within `range`, or `default` when unset.
-fn number(
+pub(crate) fn number(
     var: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     range: std::ops::RangeInclusive<usize>,

@@ -205,6 +205,22 @@ pub const STS_SESSIONS: &[Column] = &[
     ),
 ];
 
+/// The attribution columns of `eks_audit`: what ingest writes from the resolver, what
+/// the view fills late and what compaction writes in.
+pub const ATTRIBUTION: [&str; 11] = [
+    "principal_type",
+    "principal_name",
+    "principal_arn",
+    "principal_account_id",
+    "source_identity",
+    "role_chain",
+    "attribution_method",
+    "attribution_status",
+    "principal_cluster",
+    "principal_pod",
+    "principal_user_id",
+];
+
 /// A lake table: its name, folder under the lake root, and columns.
 #[derive(Debug, Clone, Copy)]
 pub struct Table {

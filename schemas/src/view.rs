@@ -11,19 +11,7 @@
 use crate::{ColType, EKS_AUDIT};
 
 /// Attribution columns the view may fill; every other column passes through.
-const FILLED: &[&str] = &[
-    "principal_type",
-    "principal_name",
-    "principal_arn",
-    "principal_account_id",
-    "source_identity",
-    "role_chain",
-    "attribution_method",
-    "attribution_status",
-    "principal_cluster",
-    "principal_pod",
-    "principal_user_id",
-];
+const FILLED: &[&str] = &crate::ATTRIBUTION;
 
 /// Session columns carried from the origin hop.
 const ORIGIN_FIELDS: &[&str] = &[

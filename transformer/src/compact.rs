@@ -356,9 +356,11 @@ mod tests {
     use arrow_array::builder::{StringBuilder, TimestampMillisecondBuilder};
     use std::sync::Arc;
 
-    /// An `eks_audit` batch of (cwl id, event ms, status, ingest ms) rows, every other
-    /// column null.
-    fn audit(rows: &[(&str, i64, &str, i64)]) -> RecordBatch {
+    /// (cwl id, event ms, status, ingest ms)
+    type Row<'a> = (&'a str, i64, &'a str, i64);
+
+    /// An `eks_audit` batch of such rows, every other column null.
+    fn audit(rows: &[Row<'_>]) -> RecordBatch {
         let schema = Table::EksAudit.schema();
         let n = rows.len();
         let mut cols: Vec<ArrayRef> = schema
@@ -366,12 +368,12 @@ mod tests {
             .iter()
             .map(|f| arrow_array::new_null_array(f.data_type(), n))
             .collect();
-        let strs = |f: &dyn Fn(&(&str, i64, &str, i64)) -> String| {
+        let strs = |f: &dyn Fn(&Row<'_>) -> String| {
             let mut b = StringBuilder::new();
             rows.iter().for_each(|r| b.append_value(f(r)));
             Arc::new(b.finish()) as ArrayRef
         };
-        let ts = |f: &dyn Fn(&(&str, i64, &str, i64)) -> i64| {
+        let ts = |f: &dyn Fn(&Row<'_>) -> i64| {
             let mut b = TimestampMillisecondBuilder::new().with_timezone("UTC");
             rows.iter().for_each(|r| b.append_value(f(r)));
             Arc::new(b.finish()) as ArrayRef

@@ -439,21 +439,14 @@ pub mod col {
 }
 
 /// The attribution columns of `eks_audit`, in the order [`attribution_arrays`] returns.
-pub const ATTRIBUTION_COLUMNS: [usize; 11] = {
-    use col::*;
-    [
-        PRINCIPAL_TYPE,
-        PRINCIPAL_NAME,
-        PRINCIPAL_ARN,
-        PRINCIPAL_ACCOUNT_ID,
-        SOURCE_IDENTITY,
-        ROLE_CHAIN,
-        ATTRIBUTION_METHOD,
-        ATTRIBUTION_STATUS,
-        PRINCIPAL_CLUSTER,
-        PRINCIPAL_POD,
-        PRINCIPAL_USER_ID,
-    ]
+pub const ATTRIBUTION_COLUMNS: [usize; schemas::ATTRIBUTION.len()] = {
+    let mut out = [0; schemas::ATTRIBUTION.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = schemas::position(EKS_AUDIT, schemas::ATTRIBUTION[i]);
+        i += 1;
+    }
+    out
 };
 
 fn append_attribution(c: &mut Columns, a: &Attribution<'_>) {

@@ -163,9 +163,9 @@ fn io_err(op: LakeOp, p: &Path, source: std::io::Error) -> LakeError {
 }
 
 impl LocalDir {
-    /// Write `body` to a fresh temporary file beside `key`'s path (unique per process
-    /// and call, so concurrent writers never share one); returns (path, temporary).
-    fn write_beside(&self, key: &str, body: &[u8]) -> Result<(PathBuf, PathBuf), LakeError> {
+    /// `key`'s path and a fresh temporary name beside it (unique per process and call,
+    /// so concurrent writers never share one), its folder created.
+    fn beside(&self, key: &str) -> Result<(PathBuf, PathBuf), LakeError> {
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         check_key(key)?;
         let path = self.root.join(key);
@@ -177,6 +177,12 @@ impl LocalDir {
             std::process::id(),
             SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
+        Ok((path, tmp))
+    }
+
+    /// Write `body` to a temporary file beside `key`'s path; returns (path, temporary).
+    fn write_beside(&self, key: &str, body: &[u8]) -> Result<(PathBuf, PathBuf), LakeError> {
+        let (path, tmp) = self.beside(key)?;
         std::fs::write(&tmp, body).map_err(|e| io_err(LakeOp::Put, &tmp, e))?;
         Ok((path, tmp))
     }
@@ -234,17 +240,15 @@ impl ObjectStore for LocalDir {
     }
 
     async fn put_file(&self, key: &str, from: &Path) -> Result<(), LakeError> {
-        check_key(key)?;
-        let path = self.root.join(key);
-        let dir = path.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(dir).map_err(|e| io_err(LakeOp::Put, dir, e))?;
-        let tmp = dir.join(format!(
-            ".{}.upload{}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("o"),
-            std::process::id()
-        ));
-        std::fs::copy(from, &tmp).map_err(|e| io_err(LakeOp::Put, from, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| io_err(LakeOp::Put, &path, e))
+        let (path, tmp) = self.beside(key)?;
+        let copied = std::fs::copy(from, &tmp)
+            .map_err(|e| io_err(LakeOp::Put, from, e))
+            .and_then(|_| std::fs::rename(&tmp, &path).map_err(|e| io_err(LakeOp::Put, &path, e)));
+        if copied.is_err() {
+            // a failed upload leaves no temporary behind
+            let _ = std::fs::remove_file(&tmp);
+        }
+        copied
     }
 
     async fn delete(&self, key: &str) -> Result<(), LakeError> {

@@ -159,19 +159,7 @@ fn ids(rows: &[Value]) -> Vec<String> {
     v
 }
 
-const ATTRIBUTION: [&str; 11] = [
-    "principal_type",
-    "principal_name",
-    "principal_arn",
-    "principal_account_id",
-    "source_identity",
-    "role_chain",
-    "attribution_method",
-    "attribution_status",
-    "principal_cluster",
-    "principal_pod",
-    "principal_user_id",
-];
+const ATTRIBUTION: [&str; 11] = schemas::ATTRIBUTION;
 
 fn job<O: ObjectStore>(lake: Arc<O>, sessions_from: Arc<O>) -> Compactor<O, LakeSessionStore<O>> {
     Compactor::new(lake, LakeSessionStore::new(sessions_from), config())
@@ -362,11 +350,7 @@ async fn a_partition_another_run_holds_is_skipped_until_its_lease_runs_out() {
     let lake = copy_of(&day).await;
     // a run that has written its manifest and one output, and is still working (or
     // died a moment ago: nobody can tell yet)
-    let running = Arc::new(Dies {
-        inner: lake.clone(),
-        left: AtomicI64::new(2),
-        writes: AtomicUsize::new(0),
-    });
+    let running = Scripted::dies_after(lake.clone(), 2);
     let mut cfg = CompactConfig::new(scratch());
     let c = Compactor::new(running, LakeSessionStore::new(lake.clone()), cfg.clone());
     assert!(c.compact(Table::EksAudit, AUDIT, now()).await.is_err());
@@ -397,15 +381,32 @@ async fn a_partition_another_run_holds_is_skipped_until_its_lease_runs_out() {
     );
 }
 
-/// A store that dies after `left` writes: every later put or delete fails, as if the
-/// process had been killed there (nothing after it happens).
-struct Dies<O> {
+/// A store playing what may happen around a compaction run: the process dies after
+/// `left` writes (every later put or delete fails: nothing after it happens), and/or
+/// ingest writes `late` into the lake at the run's first upload.
+struct Scripted<O> {
     inner: Arc<O>,
     left: AtomicI64,
     writes: AtomicUsize,
+    late: std::sync::Mutex<Option<(String, Vec<u8>)>>,
 }
 
-impl<O: ObjectStore> Dies<O> {
+impl<O: ObjectStore> Scripted<O> {
+    fn dies_after(inner: Arc<O>, writes: i64) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            left: AtomicI64::new(writes),
+            writes: AtomicUsize::new(0),
+            late: std::sync::Mutex::new(None),
+        })
+    }
+
+    fn ingest_during(inner: Arc<O>, key: String, body: Vec<u8>) -> Arc<Self> {
+        let s = Self::dies_after(inner, i64::MAX);
+        *s.late.lock().unwrap() = Some((key, body));
+        s
+    }
+
     fn alive(&self, op: LakeOp, key: &str) -> Result<(), LakeError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         if self.left.fetch_sub(1, Ordering::SeqCst) <= 0 {
@@ -419,7 +420,7 @@ impl<O: ObjectStore> Dies<O> {
     }
 }
 
-impl<O: ObjectStore> ObjectStore for Dies<O> {
+impl<O: ObjectStore> ObjectStore for Scripted<O> {
     async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), LakeError> {
         self.alive(LakeOp::Put, key)?;
         self.inner.put(key, body).await
@@ -436,6 +437,10 @@ impl<O: ObjectStore> ObjectStore for Dies<O> {
     }
     async fn put_file(&self, key: &str, path: &Path) -> Result<(), LakeError> {
         self.alive(LakeOp::Put, key)?;
+        let late = self.late.lock().unwrap().take();
+        if let Some((k, b)) = late {
+            self.inner.put(&k, b).await?;
+        }
         self.inner.put_file(key, path).await
     }
     async fn delete(&self, key: &str) -> Result<(), LakeError> {
@@ -467,11 +472,7 @@ async fn killed_after_any_write_a_rerun_ends_with_every_row_exactly_once() {
     let mut stopped_at = 0;
     for n in 0.. {
         let lake = copy_of(&day).await;
-        let dying = Arc::new(Dies {
-            inner: lake.clone(),
-            left: AtomicI64::new(n),
-            writes: AtomicUsize::new(0),
-        });
+        let dying = Scripted::dies_after(lake.clone(), n);
         let c = Compactor::new(
             dying.clone(),
             LakeSessionStore::new(lake.clone()),
@@ -538,11 +539,7 @@ async fn a_stopped_swap_is_finished_by_the_next_run() {
     ingest_day(&day).await;
     // a full run's writes: manifest, 1 output, manifest, 3 deletes, manifest delete = 7
     let lake = copy_of(&day).await;
-    let dying = Arc::new(Dies {
-        inner: lake.clone(),
-        left: AtomicI64::new(4),
-        writes: AtomicUsize::new(0),
-    });
+    let dying = Scripted::dies_after(lake.clone(), 4);
     let c = Compactor::new(dying, LakeSessionStore::new(lake.clone()), config());
     assert!(c.compact(Table::EksAudit, AUDIT, now()).await.is_err());
     let c = job(lake.clone(), lake.clone());
@@ -554,44 +551,6 @@ async fn a_stopped_swap_is_finished_by_the_next_run() {
         "the swap finished the work: {r:?}"
     );
     assert_eq!(lake.list(&format!("{AUDIT}/")).await.unwrap().len(), 1);
-}
-
-/// A store in which ingest writes a new part file into the partition while compaction
-/// uploads its output.
-struct IngestMeanwhile<O> {
-    inner: Arc<O>,
-    late: std::sync::Mutex<Option<(String, Vec<u8>)>>,
-}
-
-impl<O: ObjectStore> ObjectStore for IngestMeanwhile<O> {
-    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), LakeError> {
-        self.inner.put(key, body).await
-    }
-    async fn put_if_absent(&self, key: &str, body: Vec<u8>) -> Result<bool, LakeError> {
-        self.inner.put_if_absent(key, body).await
-    }
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, LakeError> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, range: ByteRange) -> Result<Option<Ranged>, LakeError> {
-        self.inner.get_range(key, range).await
-    }
-    async fn put_file(&self, key: &str, path: &Path) -> Result<(), LakeError> {
-        let late = self.late.lock().unwrap().take();
-        if let Some((k, b)) = late {
-            self.inner.put(&k, b).await?;
-        }
-        self.inner.put_file(key, path).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), LakeError> {
-        self.inner.delete(key).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
-        self.inner.list(prefix).await
-    }
-    fn locate(&self, key: &str) -> String {
-        self.inner.locate(key)
-    }
 }
 
 #[tokio::test]
@@ -618,10 +577,7 @@ async fn ingest_writing_into_the_day_meanwhile_loses_nothing() {
         .into_iter()
         .find(|k| k.starts_with(AUDIT))
         .unwrap();
-    let store = Arc::new(IngestMeanwhile {
-        inner: lake.clone(),
-        late: std::sync::Mutex::new(Some((key.clone(), other.object(&key).unwrap()))),
-    });
+    let store = Scripted::ingest_during(lake.clone(), key.clone(), other.object(&key).unwrap());
     let c = Compactor::new(store, LakeSessionStore::new(lake.clone()), config());
     let r = c.compact(Table::EksAudit, AUDIT, now()).await.unwrap();
     assert_eq!(r.files_in, 3, "only the files there at the start");
