@@ -64,6 +64,9 @@ def main(out: pathlib.Path) -> None:
             write(out, "audit" if group.startswith("/aws/eks/") else "cloudtrail", msg)
     for t in TEMPLATES:
         write(out, "awsauth", ("\n".join([t, *USERNAMES])).encode())
+    # part_file: its seeds are the real lake files under regressions/part_file (an
+    # ingest file, a compacted file), which the run passes as a second corpus
+    (out / "part_file").mkdir(parents=True, exist_ok=True)
     n = sum(1 for _ in out.rglob("seed-*"))
     print(f"seed.py: {n} seed inputs under {out}")
 

@@ -65,6 +65,45 @@ pub fn cloudtrail(data: &[u8]) {
     let _ = resolver::cloudtrail::parse_log_file(data);
 }
 
+/// A lake Parquet file as compaction reads it: the footer from the file's end, each row
+/// group from its byte range, conformed to the table. Files come from the lake, not
+/// from a member, but a truncated or corrupt object must fail its partition, never the
+/// run (a panic in the reader is caught and becomes an error).
+pub fn part_file(data: &[u8]) {
+    // The parquet and arrow readers panic on some corrupt files (slice bounds, bit
+    // chunks: found by this target); `part_file` catches those panics inside its reader
+    // calls and returns an error. libFuzzer's panic hook would abort before that catch,
+    // so it is silenced here; a panic that escapes (anywhere outside the guarded calls)
+    // is raised again and still ends the run.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = std::panic::catch_unwind(|| part_file_checks(data));
+    std::panic::set_hook(hook);
+    if let Err(p) = outcome {
+        std::panic::resume_unwind(p);
+    }
+}
+
+fn part_file_checks(data: &[u8]) {
+    use crate::compact::{conform, Table};
+    use crate::part_file as pf;
+    let total = data.len() as u64;
+    let Ok(meta) = pf::metadata(data, total) else {
+        return;
+    };
+    for span in pf::row_groups(&meta, "event_time") {
+        if span.start > span.end || span.end > total {
+            continue;
+        }
+        let bytes = data[span.start as usize..span.end as usize].to_vec();
+        if let Ok(batches) = pf::read_row_group(&meta, &span, bytes, total) {
+            for b in &batches {
+                let _ = conform(Table::EksAudit, b);
+            }
+        }
+    }
+}
+
 /// An aws-auth template (first line) and usernames (the other lines).
 pub fn awsauth(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -35,6 +35,21 @@ pub enum PartError {
     Parquet(#[from] parquet::errors::ParquetError),
     #[error(transparent)]
     Arrow(#[from] arrow_schema::ArrowError),
+    #[error("corrupt Parquet: the reader failed ({0})")]
+    Corrupt(String),
+}
+
+/// Run a Parquet decoding step, turning a panic of the reader on a corrupt file into an
+/// error (the file's partition fails; the run goes on).
+fn guarded<T>(f: impl FnOnce() -> Result<T, PartError>) -> Result<T, PartError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let why = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        Err(PartError::Corrupt(why))
+    })
 }
 
 /// The footer's byte range, from the file's last bytes (`tail`) and its size.
@@ -61,9 +76,31 @@ pub fn metadata(tail: &[u8], total: u64) -> Result<Arc<ParquetMetaData>, PartErr
     }
     let from = (start - tail_start) as usize;
     let to = (end - tail_start) as usize;
-    Ok(Arc::new(ParquetMetaDataReader::decode_metadata(
-        &tail[from..to],
-    )?))
+    let meta = guarded(|| Ok(ParquetMetaDataReader::decode_metadata(&tail[from..to])?))?;
+    // every column chunk inside the file: the reader (and `byte_range`) assume it
+    for rg in meta.row_groups() {
+        for c in rg.columns() {
+            let start = c.dictionary_page_offset().unwrap_or(c.data_page_offset());
+            let len = c.compressed_size();
+            let inside = start >= 0
+                && c.data_page_offset() >= 0
+                && len >= 0
+                && (start as u64)
+                    .checked_add(len as u64)
+                    .is_some_and(|e| e <= start_of_footer(total, to - from));
+            if !inside {
+                return Err(PartError::Corrupt(format!(
+                    "a column chunk at {start}+{len} lies outside the file's {total} bytes"
+                )));
+            }
+        }
+    }
+    Ok(Arc::new(meta))
+}
+
+/// Where the footer begins in a file of `total` bytes with a footer of `len` bytes.
+fn start_of_footer(total: u64, len: usize) -> u64 {
+    total.saturating_sub(8 + len as u64)
 }
 
 /// One row group's place in its file and what its statistics say of event time.
@@ -170,17 +207,19 @@ pub fn read_row_group(
     data: Vec<u8>,
     total: u64,
 ) -> Result<Vec<RecordBatch>, PartError> {
-    let arrow_meta = ArrowReaderMetadata::try_new(meta.clone(), ArrowReaderOptions::new())?;
-    let slice = Slice {
-        start: span.start,
-        data: Bytes::from(data),
-        total,
-    };
-    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(slice, arrow_meta)
-        .with_row_groups(vec![span.index])
-        .with_batch_size(READ_BATCH_ROWS)
-        .build()?;
-    Ok(reader.collect::<Result<Vec<_>, _>>()?)
+    guarded(|| {
+        let arrow_meta = ArrowReaderMetadata::try_new(meta.clone(), ArrowReaderOptions::new())?;
+        let slice = Slice {
+            start: span.start,
+            data: Bytes::from(data),
+            total,
+        };
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(slice, arrow_meta)
+            .with_row_groups(vec![span.index])
+            .with_batch_size(READ_BATCH_ROWS)
+            .build()?;
+        Ok(reader.collect::<Result<Vec<_>, _>>()?)
+    })
 }
 
 #[cfg(test)]

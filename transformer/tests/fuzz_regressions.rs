@@ -40,6 +40,11 @@ fn awsauth() {
 }
 
 #[test]
+fn part_file() {
+    replay("part_file", transformer::fuzz::part_file);
+}
+
+#[test]
 fn handler() {
     replay("handler", transformer::fuzz::handler);
 }
