@@ -472,7 +472,7 @@ def test_member_account_policy(central, moto_endpoint, use_role):
     p = d.resolved["AccountSubscriptionPolicy"]
     assert p["PolicyType"] == "SUBSCRIPTION_FILTER_POLICY" and p["Scope"] == "ALL"
     assert p["SelectionCriteria"] == (
-        'LogGroupName NOT IN ["/aws/lambda/eks-audit-lake-transformer","/aws/kinesisfirehose/eks-audit-lake"]')
+        'LogGroupName NOT IN ["/aws/lambda/eks-audit-lake-transformer","/aws/lambda/eks-audit-lake-compaction","/aws/kinesisfirehose/eks-audit-lake"]')
     doc = json.loads(p["PolicyDocument"])
     expected = {"DestinationArn": central.outputs["DestinationArn"], "FilterPattern": "{ $.kind = Event }",
                 "Distribution": "Random"}

@@ -267,7 +267,9 @@ def test_member_account_policy():
     assert p["PolicyType"] == "SUBSCRIPTION_FILTER_POLICY"
     assert p["SelectionCriteria"]["Fn::Sub"][0].startswith("LogGroupName NOT IN [")
     excluded = MEMBER["Parameters"]["ExcludedLogGroups"]["Default"].split(",")
-    assert "/aws/lambda/eks-audit-lake-transformer" in excluded
+    # the pipeline's own log groups: both functions (the central stack's defaults) and Firehose
+    assert {"/aws/lambda/eks-audit-lake-transformer", "/aws/lambda/eks-audit-lake-compaction",
+            "/aws/kinesisfirehose/eks-audit-lake"} <= set(excluded)
     fp = MEMBER["Parameters"]["FilterPattern"]
     assert re.fullmatch(fp["AllowedPattern"], fp["Default"]) and '"' not in fp["Default"]
     assert "kind" in fp["Default"]
