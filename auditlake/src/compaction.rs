@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use transformer::compact::Table;
-use transformer::compactor::{valid_day, CompactConfig, Compactor, Report};
+use transformer::compactor::{CompactConfig, Compactor, Report};
 
 use crate::config::{Config, ConfigError};
 use crate::lake::Lake;
@@ -23,6 +23,9 @@ pub const ENV_SCRATCH_DIR: &str = "AUDITLAKE_SCRATCH_DIR";
 
 pub const DEFAULT_LAG_DAYS: usize = 2;
 pub const DEFAULT_DAYS: usize = 3;
+/// Output file sizes (MB) and zstd levels accepted, from the environment or the CLI.
+pub const TARGET_MB: std::ops::RangeInclusive<usize> = 1..=4096;
+pub const ZSTD_LEVELS: std::ops::RangeInclusive<usize> = 1..=22;
 /// Longest `--from`..`--to` span one run accepts.
 pub const MAX_SPAN_DAYS: i64 = 366;
 
@@ -76,12 +79,12 @@ impl Settings {
             days: number(ENV_DAYS, 1..=31, DEFAULT_DAYS)?,
             target_mb: number(
                 ENV_TARGET_MB,
-                1..=4096,
+                TARGET_MB,
                 (transformer::compactor::DEFAULT_TARGET_BYTES >> 20) as usize,
             )?,
             zstd_level: number(
                 ENV_ZSTD_LEVEL,
-                1..=22,
+                ZSTD_LEVELS,
                 transformer::compactor::DEFAULT_ZSTD_LEVEL as usize,
             )?,
             scratch: var(ENV_SCRATCH_DIR)
@@ -139,13 +142,8 @@ pub struct Scope {
 pub struct ScopeError(pub String);
 
 fn day_number(d: &str, what: &str) -> Result<i64, ScopeError> {
-    if !valid_day(d) {
-        return Err(ScopeError(format!(
-            "{what} {d:?} is not a date (YYYY-MM-DD)"
-        )));
-    }
-    let n = |r: std::ops::Range<usize>| d[r].parse::<i64>().unwrap_or(0);
-    Ok(resolver::time::days_from_civil(n(0..4), n(5..7), n(8..10)))
+    transformer::compactor::day_number(d)
+        .ok_or_else(|| ScopeError(format!("{what} {d:?} is not a date (YYYY-MM-DD)")))
 }
 
 fn date_of(day: i64) -> String {

@@ -31,12 +31,7 @@ pub enum StartError {
     AwsAuth(#[from] resolver::awsauth::AwsAuthError),
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use transformer::compactor::system_ms as now_ms;
 
 /// Load and parse the aws-auth mapping named by the configuration.
 pub async fn load_aws_auth(src: &AwsAuthSource) -> Result<AwsAuth, StartError> {

@@ -201,12 +201,13 @@ pub enum Resumed {
     FinishedSwap(usize),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Outcome {
     Compacted,
     /// Nothing to gain: already compacted, nothing pending that a session now resolves.
     Unchanged,
     /// No files.
+    #[default]
     Empty,
 }
 
@@ -221,7 +222,7 @@ impl Outcome {
 }
 
 /// One partition's run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Report {
     pub partition: String,
     pub outcome: Outcome,
@@ -243,17 +244,7 @@ impl Report {
     fn new(partition: &str) -> Self {
         Self {
             partition: partition.to_string(),
-            outcome: Outcome::Empty,
-            resumed: None,
-            files_in: 0,
-            files_out: 0,
-            bytes_in: 0,
-            bytes_out: 0,
-            rows_in: 0,
-            rows_out: 0,
-            duplicates: 0,
-            filled: 0,
-            pending: 0,
+            ..Self::default()
         }
     }
 }
@@ -299,30 +290,32 @@ pub fn partition_of(table: Table, key: &str) -> Option<&str> {
     let parts: Vec<&str> = key.split('/').collect();
     let ok = parts.len() == 3 + table.folders()
         && parts[0] == table.name()
-        && parts[1].strip_prefix("dt=").is_some_and(valid_day)
+        && parts[1].strip_prefix("dt=").and_then(day_number).is_some()
         && parts[parts.len() - 1].ends_with(".parquet")
         && !parts[parts.len() - 1].starts_with(['.', '_']);
     ok.then(|| &key[..key.len() - parts[parts.len() - 1].len() - 1])
 }
 
-/// `YYYY-MM-DD` with a real month and day.
-pub fn valid_day(d: &str) -> bool {
+/// The day number (days since 1970-01-01) of `YYYY-MM-DD`, if it is a real date.
+pub fn day_number(d: &str) -> Option<i64> {
     let b = d.as_bytes();
-    b.len() == 10
+    let shape = b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
         && d.bytes()
             .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
-        && {
-            let n = |r: std::ops::Range<usize>| d[r].parse::<i64>().unwrap_or(0);
-            let (y, m, day) = (n(0..4), n(5..7), n(8..10));
-            // a real date survives the round trip through a day number
-            (1..=12).contains(&m)
-                && (1..=31).contains(&day)
-                && resolver::time::civil_from_days(resolver::time::days_from_civil(y, m, day))
-                    == (y, m as u32, day as u32)
-        }
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !shape {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| d[r].parse::<i64>().unwrap_or(0);
+    let (y, m, day) = (n(0..4), n(5..7), n(8..10));
+    let number = resolver::time::days_from_civil(y, m, day);
+    // a real date survives the round trip through its day number
+    ((1..=12).contains(&m)
+        && (1..=31).contains(&day)
+        && resolver::time::civil_from_days(number) == (y, m as u32, day as u32))
+        .then_some(number)
 }
 
 fn manifest_key(partition: &str) -> String {
@@ -469,9 +462,7 @@ impl<O: ObjectStore, S: SessionStore> Compactor<O, S> {
             Err(e) => {
                 // leave the partition as it was; if this clean-up fails too, the manifest
                 // makes the next run do it
-                if self.resume(partition).await.is_ok() {
-                    report.resumed = None;
-                }
+                let _ = self.resume(partition).await;
                 return Err(e);
             }
         };

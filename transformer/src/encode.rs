@@ -94,9 +94,8 @@ pub fn writer_properties_with(
         ColumnPath::from("audit_id"),
         Encoding::DELTA_LENGTH_BYTE_ARRAY,
     );
-    // levels outside zstd's range are refused by configuration; clamp for safety
-    let level = ZstdLevel::try_new(zstd_level.clamp(1, 22))
-        .unwrap_or_else(|_| ZstdLevel::try_new(ZSTD_LEVEL).expect("valid zstd level"));
+    // levels outside zstd's range are refused by configuration; clamped here as well
+    let level = ZstdLevel::try_new(zstd_level.clamp(1, 22)).expect("1..=22 is zstd's range");
     b.set_compression(Compression::ZSTD(level))
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Chunk)

@@ -69,7 +69,8 @@ pub fn footer_range(tail: &[u8], total: u64) -> Result<(u64, u64), PartError> {
 /// Decode the footer: `tail` holds the file's last bytes (at least the footer range
 /// [`footer_range`] names, else [`PartError::NeedsRange`]).
 pub fn metadata(tail: &[u8], total: u64) -> Result<Arc<ParquetMetaData>, PartError> {
-    let (start, end) = footer_range(tail, total)?;
+    let (footer_start, end) = footer_range(tail, total)?;
+    let start = footer_start;
     let tail_start = total - tail.len() as u64;
     if start < tail_start {
         return Err(PartError::NeedsRange(start, total));
@@ -87,7 +88,7 @@ pub fn metadata(tail: &[u8], total: u64) -> Result<Arc<ParquetMetaData>, PartErr
                 && len >= 0
                 && (start as u64)
                     .checked_add(len as u64)
-                    .is_some_and(|e| e <= start_of_footer(total, to - from));
+                    .is_some_and(|e| e <= footer_start);
             if !inside {
                 return Err(PartError::Corrupt(format!(
                     "a column chunk at {start}+{len} lies outside the file's {total} bytes"
@@ -96,11 +97,6 @@ pub fn metadata(tail: &[u8], total: u64) -> Result<Arc<ParquetMetaData>, PartErr
         }
     }
     Ok(Arc::new(meta))
-}
-
-/// Where the footer begins in a file of `total` bytes with a footer of `len` bytes.
-fn start_of_footer(total: u64, len: usize) -> u64 {
-    total.saturating_sub(8 + len as u64)
 }
 
 /// One row group's place in its file and what its statistics say of event time.

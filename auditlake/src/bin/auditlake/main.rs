@@ -355,19 +355,18 @@ async fn compact(
     let config = Config::from_env(lake, Some("lake")).map_err(|e| Fail(2, e.to_string()))?;
     let mut settings = Settings::from_vars(|n| std::env::var(n).ok(), std::env::temp_dir())
         .map_err(|e| Fail(2, e.to_string()))?;
-    match target_mb {
-        Some(n) if !(1..=4096).contains(&n) => {
-            return Err(Fail(2, "--target-mb must be in 1..=4096".into()))
-        }
-        Some(n) => settings.target_mb = n,
-        None => {}
+    let within = |opt: &str, v: Option<usize>, r: std::ops::RangeInclusive<usize>| match v {
+        Some(n) if !r.contains(&n) => Err(Fail(
+            2,
+            format!("{opt} must be in {}..={}", r.start(), r.end()),
+        )),
+        _ => Ok(v),
+    };
+    if let Some(n) = within("--target-mb", target_mb, compaction::TARGET_MB)? {
+        settings.target_mb = n;
     }
-    match zstd_level {
-        Some(n) if !(1..=22).contains(&n) => {
-            return Err(Fail(2, "--zstd-level must be in 1..=22".into()))
-        }
-        Some(n) => settings.zstd_level = n,
-        None => {}
+    if let Some(n) = within("--zstd-level", zstd_level, compaction::ZSTD_LEVELS)? {
+        settings.zstd_level = n;
     }
     settings.take_over = take_over;
     let job = compaction::build(&config, &settings)
