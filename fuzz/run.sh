@@ -19,7 +19,7 @@ fi
 cd "$repo/fuzz"
 python3 seed.py corpus
 mkdir -p "$cache/fuzz-logs"
-for t in decode audit cloudtrail awsauth part_file handler; do
+for t in decode audit cloudtrail awsauth part_file handler sigma; do
   log="$cache/fuzz-logs/$t.log"
   if ! cargo +nightly fuzz run -s none --target-dir "$cache/fuzz-target" "$t" "corpus/$t" "regressions/$t" \
       -- -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then

@@ -64,6 +64,15 @@ def main(out: pathlib.Path) -> None:
             write(out, "audit" if group.startswith("/aws/eks/") else "cloudtrail", msg)
     for t in TEMPLATES:
         write(out, "awsauth", ("\n".join([t, *USERNAMES])).encode())
+    # the rule pack: its rule files (sigma) and its test events (audit, so the rules'
+    # body walks are reached from the start)
+    rules = ROOT / "schemas" / "rules"
+    for f in sorted(rules.glob("*.yml")):
+        write(out, "sigma", f.read_bytes())
+    for f in sorted((rules / "tests").glob("*.json")):
+        t = json.loads(f.read_text())
+        for ev in t.get("positive", []) + t.get("negative", []):
+            write(out, "audit", json.dumps(ev, separators=(",", ":")).encode())
     # part_file: its seeds are the real lake files under regressions/part_file (an
     # ingest file, a compacted file), which the run passes as a second corpus
     (out / "part_file").mkdir(parents=True, exist_ok=True)

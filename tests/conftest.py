@@ -9,13 +9,13 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from support import Moto, auditlake_path, free_port, run  # noqa: E402
+from support import Moto, auditlake_path, free_port, run, wait_for_binary  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def auditlake() -> pathlib.Path:
     p = auditlake_path()
-    if not p.exists():
+    if not wait_for_binary(p):
         pytest.fail(f"auditlake binary not found at {p}: build it first (cargo build) or set AUDITLAKE_BIN")
     return p
 

@@ -33,7 +33,7 @@ cargo build --locked --workspace --all-targets
 step "cargo test"
 cargo test --locked --workspace
 
-step "fuzzing: 6 targets, ${AUDITLAKE_FUZZ_SECONDS:-20} s each (nightly cargo-fuzz build of the pure crates, ~8 min when cold)"
+step "fuzzing: 7 targets, ${AUDITLAKE_FUZZ_SECONDS:-20} s each (nightly cargo-fuzz build of the pure crates, ~8 min when cold)"
 bash fuzz/run.sh
 
 step "Python test tools into $cache/venv (DuckDB, pyarrow, moto, cfn-lint, checkov: 1-2 min when new)"

@@ -33,6 +33,16 @@ def auditlake_path() -> pathlib.Path:
     return target / "debug" / "auditlake"
 
 
+def wait_for_binary(path: pathlib.Path, timeout: float = 120) -> bool:
+    """The binary may be missing for a moment while it is relinked: wait for it."""
+    deadline = time.time() + timeout
+    while not pathlib.Path(path).exists():
+        if time.time() > deadline:
+            return False
+        time.sleep(2)
+    return True
+
+
 def run(cmd, *, env=None, input=None, check=True, timeout=600):
     full_env = dict(os.environ)
     full_env.update(env or {})

@@ -155,3 +155,41 @@ def test_bad_compaction_settings_fail_the_start_naming_the_variable(bootstrap, t
         api.close()
     assert proc.returncode != 0
     assert "AUDITLAKE_COMPACT_DAYS" in err.decode(), err
+
+
+def test_a_bad_rule_file_fails_the_lambdas_start_naming_the_file_and_the_rule(bootstrap, tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "mine.yml").write_text(
+        "title: Mine\nid: 7d0c5a7e-0000-4000-8000-000000000001\nname: my_regex_rule\nlevel: high\n"
+        "logsource: {product: kubernetes, service: audit}\n"
+        "detection:\n  sel:\n    requestURI|re: '^/api/.*exec'\n  condition: sel\n")
+    api = RuntimeApi([])
+    proc = start(api, {"AUDITLAKE_LAKE": str(tmp_path / "lake"), "AUDITLAKE_RULES": str(rules)})
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        api.close()
+    err = err.decode()
+    assert proc.returncode != 0
+    assert "AUDITLAKE_RULES" in err and "mine.yml" in err and "my_regex_rule" in err and "modifier `re`" in err, err
+
+
+def test_the_lambda_publishes_alerts_where_configured(bootstrap, tmp_path):
+    """A finding at or above the alert severity reaches the alert target (file:// here;
+    EventBridge on moto in test_detections.py) from the Lambda itself."""
+    ev = json.loads(E.audit_event("b-exec-1", "2024-11-26T13:00:00.000001Z", "kubernetes-admin", stage="ResponseStarted",
+                                  verb="create", requestURI="/api/v1/namespaces/kube-system/pods/coredns-1/exec?command=sh",
+                                  objectRef={"resource": "pods", "subresource": "exec", "namespace": "kube-system", "name": "coredns-1", "apiVersion": "v1"},
+                                  responseStatus={"metadata": {}, "code": 101}))
+    event = E.firehose_event([E.gz(E.audit_envelope("111122223333", "prod", [json.dumps(ev)]))])
+    api = RuntimeApi([event])
+    alerts = tmp_path / "alerts"
+    proc = start(api, {"AUDITLAKE_LAKE": str(tmp_path / "lake"), "AUDITLAKE_ALERT_BUS": f"file://{alerts}"})
+    [(kind, resp)], _, _ = answers(api, proc, 1)
+    assert kind == "response" and [r["result"] for r in resp["records"]] == ["Ok"], resp
+    lines = [json.loads(l) for f in alerts.glob("alerts-*.jsonl") for l in f.read_text().splitlines()]
+    names = {l["detail"]["rule_name"] for l in lines}
+    assert "k8s_exec_into_kube_system_pod" in names, names
+    assert all(l["detail-type"] == "EKS Audit Finding" and l["source"] == "eks-audit-lake" for l in lines)
+    assert all(l["detail"]["severity"] in ("high", "critical") for l in lines)

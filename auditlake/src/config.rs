@@ -4,6 +4,7 @@
 use resolver::workload::IssuerClusters;
 use transformer::decode::DEFAULT_MAX_DECOMPRESSED;
 use transformer::handler::Budget;
+use transformer::sigma::Severity;
 use transformer::trust::TrustedTrails;
 
 use crate::lake::LakeUri;
@@ -26,6 +27,52 @@ pub const ENV_MAX_BATCH_PARTITIONS: &str = "AUDITLAKE_MAX_BATCH_PARTITIONS";
 pub const ENV_MAX_BATCH_LOOKUPS: &str = "AUDITLAKE_MAX_BATCH_LOOKUPS";
 pub const ENV_OIDC_CLUSTERS: &str = "AUDITLAKE_OIDC_CLUSTERS";
 pub const ENV_SESSION_TABLE: &str = "AUDITLAKE_SESSION_TABLE";
+pub const ENV_RULES: &str = "AUDITLAKE_RULES";
+pub const ENV_ALERT_BUS: &str = "AUDITLAKE_ALERT_BUS";
+pub const ENV_ALERT_SEVERITY: &str = "AUDITLAKE_ALERT_SEVERITY";
+
+/// Where the operator's own Sigma rules are (on top of the shipped pack).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RulesSource {
+    /// Every `*.yml`/`*.yaml` file under a directory (recursive).
+    Dir(std::path::PathBuf),
+    /// Every `*.yml`/`*.yaml` object under `s3://bucket/prefix`.
+    S3 { bucket: String, prefix: String },
+}
+
+/// Where the operator's rules are: a directory, or `s3://bucket/prefix`; unset or
+/// empty: none.
+pub fn rules_source(v: Option<&str>) -> Result<Option<RulesSource>, ConfigError> {
+    let v = v.unwrap_or_default().trim();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(match v.strip_prefix("s3://") {
+        Some(rest) => {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(ConfigError::Invalid {
+                    name: ENV_RULES,
+                    why: format!("{v:?} is not s3://bucket/prefix"),
+                });
+            }
+            RulesSource::S3 {
+                bucket: bucket.into(),
+                prefix: prefix.into(),
+            }
+        }
+        None => RulesSource::Dir(v.into()),
+    }))
+}
+
+/// Where alerts go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AlertTarget {
+    /// An EventBridge bus, by name or ARN.
+    EventBridge(String),
+    /// `file://<dir>`: JSON Lines files in a local directory (local runs, tests).
+    Dir(std::path::PathBuf),
+}
 
 /// Where the aws-auth `mapRoles` come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +94,9 @@ pub struct Config {
     /// DynamoDB table of the session index; unset: the lake's `session_index/`.
     pub session_table: Option<String>,
     pub budget: Budget,
+    pub rules: Option<RulesSource>,
+    pub alert_target: Option<AlertTarget>,
+    pub alert_severity: Severity,
 }
 
 impl Config {
@@ -152,6 +202,43 @@ impl Config {
                 ),
             });
         }
+        let rules = rules_source(var(ENV_RULES).as_deref())?;
+        let alert_target = match var(ENV_ALERT_BUS).map(|v| v.trim().to_string()) {
+            None => None,
+            Some(v) if v.is_empty() => None,
+            Some(v) => match v.strip_prefix("file://") {
+                Some(dir) if !dir.trim().is_empty() => Some(AlertTarget::Dir(dir.into())),
+                Some(_) => {
+                    return Err(ConfigError::Invalid {
+                        name: ENV_ALERT_BUS,
+                        why: "file:// needs a directory (file:///path/to/alerts)".into(),
+                    })
+                }
+                // bus names: 1-256 of [/.-_A-Za-z0-9]; ARNs add ':'
+                _ if v.len() <= 1600
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"/._-:".contains(&b)) =>
+                {
+                    Some(AlertTarget::EventBridge(v))
+                }
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: ENV_ALERT_BUS,
+                        why: format!(
+                            "{v:?} is neither an EventBridge bus name or ARN nor file://<directory>"
+                        ),
+                    })
+                }
+            },
+        };
+        let alert_severity = match var(ENV_ALERT_SEVERITY).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Severity::High,
+            Some(v) if v.is_empty() => Severity::High,
+            Some(v) => Severity::parse(&v).ok_or_else(|| ConfigError::Invalid {
+                name: ENV_ALERT_SEVERITY,
+                why: format!("{v:?} is not one of informational, low, medium, high, critical"),
+            })?,
+        };
         Ok(Self {
             lake,
             aws_auth,
@@ -161,6 +248,9 @@ impl Config {
             issuer_clusters,
             session_table,
             budget,
+            rules,
+            alert_target,
+            alert_severity,
         })
     }
 

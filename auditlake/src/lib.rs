@@ -12,6 +12,7 @@ pub mod aws_error;
 pub mod compaction;
 pub mod config;
 pub mod dynamodb;
+pub mod eventbridge;
 pub mod lake;
 pub mod s3;
 pub mod sessions;

@@ -117,17 +117,24 @@ I_ATTR_STATUS = IDX["attribution_status"]
 I_PARSE_STATUS = IDX["parse_status"]
 
 
-def check_schema(schema: pa.Schema) -> list[int]:
-    """Positions in a row tuple of the schema's columns, in schema order."""
+# Columns the peer writes as all-null: the workload columns (Pod Identity / IRSA
+# details) and the rule ids of detections, which it does not compute. Said in
+# BENCHMARKS.md; everything else is the same work.
+NOT_BUILT = ("principal_cluster", "principal_pod", "principal_user_id", "detections")
+
+
+def check_schema(schema: pa.Schema) -> list[int | None]:
+    """Positions in a row tuple of the schema's columns, in schema order (None: a
+    NOT_BUILT column, written as nulls)."""
     names = schema.names
-    missing = sorted(set(names) - set(ROW_FIELDS))
+    missing = sorted(set(names) - set(ROW_FIELDS) - set(NOT_BUILT))
     extra = sorted(set(ROW_FIELDS) - set(names))
     if missing or extra:
         raise SystemExit(
             f"{DDL_PATH}: columns differ from the handler: "
             f"not built here {missing}, not in the DDL {extra}"
         )
-    return [IDX[n] for n in names]
+    return [IDX.get(n) for n in names]
 
 
 # --------------------------------------------------------------------------------------
@@ -549,7 +556,8 @@ class Handler:
             columns = list(zip(*rows))
             status_counts.update(columns[I_ATTR_STATUS])
             parse_counts.update(columns[I_PARSE_STATUS])
-            arrays = [pa.array(columns[i], type=f.type) for i, f in zip(self.order, self.schema)]
+            arrays = [pa.array(columns[i], type=f.type) if i is not None else pa.nulls(len(rows), type=f.type)
+                      for i, f in zip(self.order, self.schema)]
             table = pa.Table.from_arrays(arrays, schema=self.schema).sort_by("event_time")
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(

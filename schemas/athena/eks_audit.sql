@@ -55,6 +55,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS eks_audit (
   `principal_cluster`     string COMMENT 'k8s_workload: the EKS cluster the pod runs in (Pod Identity tags, or the IRSA issuer map)',
   `principal_pod`         string COMMENT 'k8s_workload via Pod Identity: the pod name',
   `principal_user_id`     string COMMENT 'IAM Identity Center user id (userIdentity.onBehalfOf.userId) of the person',
+  `detections`            array<string> COMMENT 'ids of the detection rules the event matched at ingest (rows in findings)',
   `parse_status`          string COMMENT 'ok, truncated, invalid',
   `raw_message`           string COMMENT 'the CloudWatch message, only when parse_status is not ok'
 )

@@ -77,6 +77,7 @@ hops AS (
     e.principal_cluster,
     e.principal_pod,
     e.principal_user_id,
+    e.detections,
     e.parse_status,
     e.raw_message,
     e.dt,
@@ -301,6 +302,7 @@ SELECT
   CASE WHEN role_conflict THEN NULL WHEN view_resolves THEN CASE WHEN o_workload = 'pod_identity' AND regexp_like(element_at(o_session_tags, 'kubernetes-pod-name'), '^[a-z0-9.-]{1,253}\z')
       THEN element_at(o_session_tags, 'kubernetes-pod-name') END ELSE principal_pod END AS principal_pod,
   CASE WHEN role_conflict THEN NULL WHEN view_resolves THEN COALESCE(s1_on_behalf_of_user_id, s2_on_behalf_of_user_id, s3_on_behalf_of_user_id) ELSE principal_user_id END AS principal_user_id,
+  detections,
   parse_status,
   raw_message,
   dt

@@ -5,7 +5,7 @@
 //! Athena reads every object under a partition's location.
 //! Docs: <https://docs.aws.amazon.com/athena/latest/ug/partition-projection-supported-types.html>
 
-use crate::{Column, Table, EKS_AUDIT_TABLE, STS_SESSIONS_TABLE};
+use crate::{Column, Table, EKS_AUDIT_TABLE, FINDINGS_TABLE, STS_SESSIONS_TABLE};
 
 /// The placeholder the checked-in DDL uses for the lake root (`s3://bucket/prefix`).
 pub const LAKE_PLACEHOLDER: &str = "s3://LAKE_BUCKET/LAKE_PREFIX";
@@ -69,7 +69,15 @@ pub fn rendered_files() -> Vec<(&'static str, String)> {
             "sts_sessions.sql",
             create_table(&STS_SESSIONS_TABLE, LAKE_PLACEHOLDER),
         ),
+        (
+            "findings.sql",
+            create_table(&FINDINGS_TABLE, LAKE_PLACEHOLDER),
+        ),
         ("eks_audit_attributed.sql", crate::view::attributed_view()),
+        (
+            "findings_attributed.sql",
+            crate::view::findings_attributed_view(),
+        ),
     ]
 }
 

@@ -13,6 +13,10 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 pub mod ddl;
 pub mod view;
 
+/// The shipped Sigma rule pack: (file name, YAML) of every `schemas/rules/*.yml`, in
+/// name order. Each file's test events are `schemas/rules/tests/<stem>.json`.
+pub const SHIPPED_RULES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/rules.rs"));
+
 /// Logical column types. Each maps to exactly one Arrow type and one Hive type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColType {
@@ -104,6 +108,8 @@ pub const EKS_AUDIT: &[Column] = &[
     col("principal_cluster", Str, "k8s_workload: the EKS cluster the pod runs in (Pod Identity tags, or the IRSA issuer map)"),
     col("principal_pod", Str, "k8s_workload via Pod Identity: the pod name"),
     col("principal_user_id", Str, "IAM Identity Center user id (userIdentity.onBehalfOf.userId) of the person"),
+    // detections
+    col("detections", StrList, "ids of the detection rules the event matched at ingest (rows in findings)"),
     // quality
     col("parse_status", Str, "ok, truncated, invalid"),
     col("raw_message", Str, "the CloudWatch message, only when parse_status is not ok"),
@@ -205,6 +211,56 @@ pub const STS_SESSIONS: &[Column] = &[
     ),
 ];
 
+/// `findings`: one row per (detection rule, audit event) that matched at ingest: the
+/// rule, the event's identifying and most-asked columns, and its attribution (the
+/// person), so that a finding names who did it without a join.
+pub const FINDINGS: &[Column] = &[
+    col("finding_id", Str, "xxh3-128 of rule_id, log_group, log_stream, cwl_event_id: a retried batch writes the same ids"),
+    col("rule_id", Str, "the Sigma rule's id"),
+    col("rule_name", Str, "the Sigma rule's name"),
+    col("rule_title", Str, "the Sigma rule's title"),
+    col("severity", Str, "informational, low, medium, high, critical (the rule's level)"),
+    col("mitre_techniques", StrList, "MITRE ATT&CK technique ids from the rule's tags"),
+    col("event_time", TimestampMs, "the audit event's requestReceivedTimestamp"),
+    col("ingest_time", TimestampMs, "when the transformer processed the event"),
+    col("account_id", Str, "AWS account that owns the log group"),
+    col("region", Str, "AWS region of the cluster"),
+    col("cluster", Str, "EKS cluster name"),
+    col("log_group", Str, "CloudWatch Logs log group"),
+    col("log_stream", Str, "CloudWatch Logs log stream"),
+    col("cwl_event_id", Str, "CloudWatch Logs event id (with log_group and log_stream: the eks_audit row)"),
+    col("audit_id", Str, "auditID"),
+    col("stage", Str, "stage"),
+    col("verb", Str, "verb"),
+    col("request_uri", Str, "requestURI"),
+    col("object_resource", Str, "objectRef.resource"),
+    col("object_subresource", Str, "objectRef.subresource"),
+    col("object_namespace", Str, "objectRef.namespace"),
+    col("object_name", Str, "objectRef.name"),
+    col("response_code", Int, "responseStatus.code"),
+    col("authz_decision", Str, "annotation authorization.k8s.io/decision"),
+    col("source_ip", Str, "last entry of sourceIPs"),
+    col("user_agent", Str, "userAgent"),
+    col("username", Str, "user.username (for an assumed role: the session, not the person)"),
+    col("user_groups", StrList, "user.groups"),
+    col("impersonated_username", Str, "impersonatedUser.username"),
+    col("aws_access_key_id", Str, "user.extra.accessKeyId"),
+    col("aws_arn", Str, "user.extra.arn"),
+    col("aws_role_arn", Str, "user.extra.canonicalArn (no IAM path)"),
+    col("aws_session_name", Str, "user.extra.sessionName (raw)"),
+    col("principal_type", Str, "as eks_audit.principal_type"),
+    col("principal_name", Str, "the person or workload behind the request (as eks_audit)"),
+    col("principal_arn", Str, "as eks_audit.principal_arn"),
+    col("principal_account_id", Str, "account of the originating principal"),
+    col("source_identity", Str, "STS source identity carried through the role chain"),
+    col("role_chain", StrList, "role ARNs from the first assumed role to the last"),
+    col("attribution_method", Str, "access_key, session_name, direct, none"),
+    col("attribution_status", Str, "resolved, pending, ambiguous, conflict, not_applicable"),
+    col("principal_cluster", Str, "k8s_workload: the EKS cluster the pod runs in"),
+    col("principal_pod", Str, "k8s_workload via Pod Identity: the pod name"),
+    col("principal_user_id", Str, "IAM Identity Center user id of the person"),
+];
+
 /// The attribution columns of `eks_audit`: what ingest writes from the resolver, what
 /// the view fills late and what compaction writes in.
 pub const ATTRIBUTION: [&str; 11] = [
@@ -245,7 +301,14 @@ pub const STS_SESSIONS_TABLE: Table = Table {
     subfolders: "<account_id>/",
 };
 
-pub const TABLES: [Table; 2] = [EKS_AUDIT_TABLE, STS_SESSIONS_TABLE];
+pub const FINDINGS_TABLE: Table = Table {
+    name: "findings",
+    prefix: "findings",
+    columns: FINDINGS,
+    subfolders: "<account_id>/",
+};
+
+pub const TABLES: [Table; 3] = [EKS_AUDIT_TABLE, STS_SESSIONS_TABLE, FINDINGS_TABLE];
 
 /// Child field name of lists, as the Parquet LIST spec names it.
 pub const LIST_ITEM: &str = "element";
@@ -312,6 +375,17 @@ pub const fn position(columns: &[Column], name: &str) -> usize {
         i += 1;
     }
     panic!("no such column")
+}
+
+/// [`position`] of each of `names`, in their order (at compile time).
+pub const fn positions<const N: usize>(columns: &[Column], names: [&str; N]) -> [usize; N] {
+    let mut out = [0; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = position(columns, names[i]);
+        i += 1;
+    }
+    out
 }
 
 const fn const_str_eq(a: &str, b: &str) -> bool {

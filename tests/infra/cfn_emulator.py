@@ -3,7 +3,8 @@
 moto's CloudFormation engine creates only some resource types (S3 buckets, Kinesis
 streams, IAM roles, KMS keys, Lambda functions, log groups, SNS topics, ...) and silently
 ignores the rest (logs destinations, subscription filters, Firehose, Glue, Athena,
-alarms, Scheduler schedules, Lambda event-invoke configs, ...). To still deploy every
+alarms, Scheduler schedules, Lambda event-invoke configs, SNS topic and SQS queue
+policies, ...). To still deploy every
 resource of the real template, `deploy()`:
 
 1. sends moto a *subset* of the template: the resource types moto's CloudFormation
@@ -16,7 +17,8 @@ resource of the real template, `deploy()`:
    resources are filled in after those are created);
 3. creates each of them through the service API that CloudFormation would call
    (logs PutDestination, Firehose CreateDeliveryStream, Glue CreateTable, Scheduler
-   CreateSchedule, Lambda PutFunctionEventInvokeConfig, ...), with botocore validating
+   CreateSchedule, Lambda PutFunctionEventInvokeConfig, SNS/SQS SetTopicAttributes /
+   SetQueueAttributes for topic and queue policies, ...), with botocore validating
    parameter names and types against the API model.
 
 Types with no API in moto (AWS::Logs::AccountPolicy) are not created; their resolved
@@ -314,6 +316,20 @@ def _bucket_policy(c, p):
     return Created(p["Bucket"])
 
 
+def _topic_policy(c, p):
+    for topic in p["Topics"]:
+        call(c("sns"), "set_topic_attributes", TopicArn=topic, AttributeName="Policy",
+             AttributeValue=json.dumps(p["PolicyDocument"]))
+    return Created(",".join(p["Topics"]))
+
+
+def _queue_policy(c, p):
+    for url in p["Queues"]:
+        call(c("sqs"), "set_queue_attributes", QueueUrl=url,
+             Attributes={"Policy": json.dumps(p["PolicyDocument"])})
+    return Created(",".join(p["Queues"]))
+
+
 def _sns_subscription(c, p):
     arn = call(c("sns"), "subscribe", **_pick(p, "TopicArn", "Protocol", "Endpoint"))["SubscriptionArn"]
     return Created(arn)
@@ -384,6 +400,8 @@ REPLAY: dict[str, Callable] = {
     "AWS::Logs::SubscriptionFilter": _subscription_filter,
     "AWS::S3::BucketPolicy": _bucket_policy,
     "AWS::SNS::Subscription": _sns_subscription,
+    "AWS::SNS::TopicPolicy": _topic_policy,
+    "AWS::SQS::QueuePolicy": _queue_policy,
     "AWS::KinesisFirehose::DeliveryStream": _delivery_stream,
     "AWS::Glue::Database": _glue_database,
     "AWS::Glue::Table": _glue_table,

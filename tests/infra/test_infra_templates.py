@@ -74,7 +74,14 @@ def test_lambda():
     assert fn["Code"]["S3Bucket"] == {"Ref": "LambdaCodeBucket"} and fn["Code"]["S3Key"] == {"Ref": "LambdaCodeKey"}
     env = fn["Environment"]["Variables"]
     assert set(env) == {"AUDITLAKE_LAKE", "AUDITLAKE_AWS_AUTH", "AUDITLAKE_RAW_ARCHIVE", "AUDITLAKE_TRUSTED_TRAILS",
-                        "AUDITLAKE_OIDC_CLUSTERS", "AUDITLAKE_SESSION_TABLE"}
+                        "AUDITLAKE_OIDC_CLUSTERS", "AUDITLAKE_SESSION_TABLE", "AUDITLAKE_ALERT_BUS",
+                        "AUDITLAKE_ALERT_SEVERITY", "AUDITLAKE_RULES"}
+    # detections: the alert bus (its ARN, which PutEvents takes as EventBusName), the level
+    assert env["AUDITLAKE_ALERT_BUS"] == {"Fn::GetAtt": ["AlertBus", "Arn"]}
+    assert env["AUDITLAKE_ALERT_SEVERITY"] == {"Ref": "AlertSeverity"}
+    # the operator's rules from the lake bucket, only when a prefix is given
+    assert env["AUDITLAKE_RULES"] == {"Fn::If": ["HasCustomRules", {"Fn::Sub": "s3://${LakeBucket}/${CustomRulesPrefix}"},
+                                                 {"Ref": "AWS::NoValue"}]}
     assert env["AUDITLAKE_OIDC_CLUSTERS"] == {"Fn::If": ["HasOidcClusters", {"Ref": "OidcClusters"},
                                                          {"Ref": "AWS::NoValue"}]}
     # the DynamoDB session index, only when the table exists (SessionStore dynamodb)
@@ -100,7 +107,8 @@ def test_transformer_role_is_least_privilege():
             assert otherwise == {"Ref": "AWS::NoValue"}
             optional[s["Sid"]] = cond
         stmts.append(s)
-    assert optional == {"ReadAwsAuthMapping": "HasAwsAuth", "SessionTableItems": "UseSessionTable"}
+    assert optional == {"ReadAwsAuthMapping": "HasAwsAuth", "SessionTableItems": "UseSessionTable",
+                        "ReadCustomRules": "HasCustomRules", "ListCustomRules": "HasCustomRules"}
     actions = {}
     for s in stmts:
         assert s["Effect"] == "Allow"
@@ -114,13 +122,18 @@ def test_transformer_role_is_least_privilege():
         "SessionIndexList": ["s3:ListBucket"],
         "ReadAwsAuthMapping": ["s3:GetObject"],
         "SessionTableItems": SESSION_TABLE_ACTIONS,
+        "ReadCustomRules": ["s3:GetObject"],
+        "ListCustomRules": ["s3:ListBucket"],
+        "PutAlertEvents": ["events:PutEvents"],
         "UseLakeKey": ["kms:Decrypt", "kms:GenerateDataKey"],
         "WriteOwnLogs": ["logs:CreateLogStream", "logs:PutLogEvents"],
     }
     by_sid = {s["Sid"]: s for s in stmts}
+    # the two tables and the findings the rules produce (compaction rewrites the same three)
     tables = [r["Fn::Sub"][0] for r in by_sid["WriteLakeTables"]["Resource"]]
     assert tables == ["arn:${AWS::Partition}:s3:::${LakeBucket}/${KeyPrefix}eks_audit/*",
-                      "arn:${AWS::Partition}:s3:::${LakeBucket}/${KeyPrefix}sts_sessions/*"]
+                      "arn:${AWS::Partition}:s3:::${LakeBucket}/${KeyPrefix}sts_sessions/*",
+                      "arn:${AWS::Partition}:s3:::${LakeBucket}/${KeyPrefix}findings/*"]
     assert by_sid["SessionIndexObjects"]["Resource"]["Fn::Sub"][0].endswith("${KeyPrefix}session_index/*")
     cond = by_sid["SessionIndexList"]["Condition"]["StringLike"]["s3:prefix"]
     assert cond["Fn::Sub"][0] == "${KeyPrefix}session_index/*"
@@ -228,7 +241,7 @@ def test_athena_and_glue():
     assert wg["ResultConfiguration"]["OutputLocation"] == {"Fn::Sub": "s3://${LakeBucket}/athena-results/"}
     assert set(of_type(CENTRAL, "AWS::Glue::Database")) == {"GlueDatabase"}
     assert {v["Properties"]["TableInput"]["Name"] for v in of_type(CENTRAL, "AWS::Glue::Table").values()} == {
-        "eks_audit", "sts_sessions"}
+        "eks_audit", "sts_sessions", "findings"}
 
 
 def test_alarms():
@@ -516,3 +529,168 @@ def test_compaction_alarms():
     assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["CompactionDeadLetterQueue",
                                                                                "QueueName"]}}]
     assert dlq["Threshold"] == 1 and dlq["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+# ------------------------------------------------------------ detections and alerts
+
+ALERT_RESOURCES = {"AlertBus": "AWS::Events::EventBus", "AlertRule": "AWS::Events::Rule",
+                   "AlertTopic": "AWS::SNS::Topic", "AlertTopicPolicy": "AWS::SNS::TopicPolicy",
+                   "AlertEmailSubscription": "AWS::SNS::Subscription", "AlertDeadLetterQueue": "AWS::SQS::Queue",
+                   "AlertDeadLetterQueuePolicy": "AWS::SQS::QueuePolicy",
+                   "AlertDeliveryAlarm": "AWS::CloudWatch::Alarm", "AlertDeadLetterAlarm": "AWS::CloudWatch::Alarm",
+                   "AlertDeadLetterFailureAlarm": "AWS::CloudWatch::Alarm"}
+ALERT_RULE_ARN = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/${NamePrefix}-alerts/${NamePrefix}-alerts"
+PREFIX_OK = ["rules/", "sigma/rules/", "a/", "Rules_2.x/custom-1/"]
+PREFIX_BAD = ["rules", "/rules/", "rules//", "rules/*", "./rules/", "rules/../x/", "s3://b/rules/", "rules /"]
+
+
+def test_alert_parameters():
+    p = CENTRAL["Parameters"]
+    sev = p["AlertSeverity"]
+    assert sev["Type"] == "String" and sev["Default"] == "high"
+    assert sev["AllowedValues"] == ["informational", "low", "medium", "high", "critical"]  # Sigma's levels
+    assert p["AlertEmail"]["Default"] == "" and p["AlertEmail"]["AllowedPattern"] == p["AlarmEmail"]["AllowedPattern"]
+    rules = p["CustomRulesPrefix"]
+    assert rules["Type"] == "String" and rules["Default"] == ""
+    for ok in ["", *PREFIX_OK]:
+        assert re.fullmatch(rules["AllowedPattern"], ok), ok
+    for bad in PREFIX_BAD:  # a trailing slash keeps <prefix>* from matching rules-other/...
+        assert not re.fullmatch(rules["AllowedPattern"], bad), bad
+    assert CENTRAL["Conditions"]["HasAlertEmail"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlertEmail"}, ""]}]}
+    assert CENTRAL["Conditions"]["HasCustomRules"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "CustomRulesPrefix"}, ""]}]}
+    groups = CENTRAL["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    (group,) = [g for g in groups if g["Label"]["default"] == "Detections and alerts"]
+    assert group["Parameters"] == ["AlertSeverity", "AlertEmail", "CustomRulesPrefix"]
+
+
+def test_alert_resources_exist_and_only_the_email_is_conditional():
+    for lid, type_ in ALERT_RESOURCES.items():
+        assert R[lid]["Type"] == type_, lid
+        assert R[lid].get("Condition") == ("HasAlertEmail" if lid == "AlertEmailSubscription" else None), lid
+    sub = R["AlertEmailSubscription"]["Properties"]
+    assert sub == {"TopicArn": {"Ref": "AlertTopic"}, "Protocol": "email", "Endpoint": {"Ref": "AlertEmail"}}
+    assert R["AlertBus"]["Properties"]["Name"] == {"Fn::Sub": "${NamePrefix}-alerts"}
+    out = CENTRAL["Outputs"]
+    assert out["AlertBusArn"]["Value"] == {"Fn::GetAtt": ["AlertBus", "Arn"]}
+    assert out["AlertTopicArn"]["Value"] == {"Ref": "AlertTopic"}
+    assert out["AlertDeadLetterQueueUrl"]["Value"] == {"Ref": "AlertDeadLetterQueue"}
+    assert not any("Condition" in out[k] for k in ("AlertBusArn", "AlertTopicArn", "AlertDeadLetterQueueUrl"))
+
+
+def test_alert_rule_forwards_whole_findings_to_the_topic():
+    rule = R["AlertRule"]["Properties"]
+    assert rule["EventBusName"] == {"Fn::GetAtt": ["AlertBus", "Name"]}
+    assert rule["State"] == "ENABLED"
+    assert rule["EventPattern"] == {"source": ["eks-audit-lake"], "detail-type": ["EKS Audit Finding"]}
+    # the key policy spells out the rule's ARN from these two names (a GetAtt would be circular)
+    assert rule["Name"] == {"Fn::Sub": "${NamePrefix}-alerts"}
+    assert subst(ALERT_RULE_ARN, NamePrefix="p") == (
+        "arn:<AWS::Partition>:events:<AWS::Region>:<AWS::AccountId>:rule/p-alerts/p-alerts")
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Ref": "AlertTopic"}
+    assert "InputTransformer" not in target and "Input" not in target and "InputPath" not in target
+    assert "RoleArn" not in target  # SNS targets use the topic policy, not a role
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["AlertDeadLetterQueue", "Arn"]}}
+    retry = target["RetryPolicy"]
+    assert 60 <= retry["MaximumEventAgeInSeconds"] <= 86400 and 0 <= retry["MaximumRetryAttempts"] <= 185
+    q = R["AlertDeadLetterQueue"]["Properties"]
+    assert q["KmsMasterKeyId"] == {"Fn::GetAtt": ["LakeKey", "Arn"]}
+    assert q["QueueName"] == {"Fn::Sub": "${NamePrefix}-alerts-dlq"} and "FifoQueue" not in q
+    assert q["MessageRetentionPeriod"] == 1209600
+
+
+def _only_statement(policy_resource: str) -> dict:
+    (stmt,) = R[policy_resource]["Properties"]["PolicyDocument"]["Statement"]
+    return stmt
+
+
+def test_alert_topic_is_encrypted_and_only_the_rule_publishes():
+    topic = R["AlertTopic"]["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": ["LakeKey", "Arn"]}  # a CMK: alias/aws/sns refuses EventBridge
+    assert topic["TopicName"] == {"Fn::Sub": "${NamePrefix}-alerts"}
+    assert R["AlertTopicPolicy"]["Properties"]["Topics"] == [{"Ref": "AlertTopic"}]
+    stmt = _only_statement("AlertTopicPolicy")
+    assert stmt["Effect"] == "Allow" and stmt["Principal"] == {"Service": "events.amazonaws.com"}
+    assert stmt["Action"] == "sns:Publish" and stmt["Resource"] == {"Ref": "AlertTopic"}
+    assert stmt["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["AlertRule", "Arn"]}}}
+    # the dead-letter queue: the same principal, the same rule, one action
+    assert R["AlertDeadLetterQueuePolicy"]["Properties"]["Queues"] == [{"Ref": "AlertDeadLetterQueue"}]
+    stmt = _only_statement("AlertDeadLetterQueuePolicy")
+    assert stmt["Effect"] == "Allow" and stmt["Principal"] == {"Service": "events.amazonaws.com"}
+    assert stmt["Action"] == "sqs:SendMessage"
+    assert stmt["Resource"] == {"Fn::GetAtt": ["AlertDeadLetterQueue", "Arn"]}
+    assert stmt["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["AlertRule", "Arn"]}}}
+
+
+def test_key_policy_admits_eventbridge_for_the_alert_rule_only():
+    stmts = R["LakeKey"]["Properties"]["KeyPolicy"]["Statement"]
+    events = [s for s in stmts if "events.amazonaws.com" in json.dumps(s.get("Principal"))]
+    assert len(events) == 1
+    (stmt,) = events
+    assert stmt["Principal"] == {"Service": "events.amazonaws.com"} and stmt["Effect"] == "Allow"
+    assert sorted(stmt["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]  # no Encrypt, no key management
+    assert stmt["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+        "ArnEquals": {"aws:SourceArn": {"Fn::Sub": ALERT_RULE_ARN}},
+    }
+
+
+def test_transformer_puts_events_only_on_the_alert_bus():
+    by_sid, _ = statements("TransformerRole")
+    put = by_sid["PutAlertEvents"]
+    assert put["Effect"] == "Allow" and put["Action"] == "events:PutEvents"
+    assert put["Resource"] == {"Fn::GetAtt": ["AlertBus", "Arn"]}  # not the default bus, not '*'
+    assert put["Condition"] == {"StringEquals": {"events:source": "eks-audit-lake"}}
+    # no other role of the stack may put events anywhere
+    for lid, role in of_type(CENTRAL, "AWS::IAM::Role").items():
+        if lid != "TransformerRole":
+            assert "events:" not in json.dumps(role), lid
+    # compaction does not evaluate rules: none of the alert settings
+    env = R["CompactionFunction"]["Properties"]["Environment"]["Variables"]
+    assert not {"AUDITLAKE_ALERT_BUS", "AUDITLAKE_ALERT_SEVERITY", "AUDITLAKE_RULES"} & set(env)
+
+
+def test_custom_rules_prefix_scoping():
+    by_sid, optional = statements("TransformerRole")
+    assert optional["ReadCustomRules"] == optional["ListCustomRules"] == "HasCustomRules"
+    read = by_sid["ReadCustomRules"]
+    assert read["Action"] == "s3:GetObject"
+    # exactly <bucket>/<prefix>*, at the bucket root (not under LakePrefix)
+    assert read["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::${LakeBucket}/${CustomRulesPrefix}*"}
+    listing = by_sid["ListCustomRules"]
+    assert listing["Action"] == "s3:ListBucket" and listing["Resource"] == {"Fn::GetAtt": ["LakeBucket", "Arn"]}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": {"Fn::Sub": "${CustomRulesPrefix}*"}}}
+    # no other statement reads the rules prefix or lists without a prefix condition
+    for sid, st in by_sid.items():
+        if "s3:ListBucket" in as_list(st["Action"]):
+            assert "s3:prefix" in json.dumps(st.get("Condition", {})), sid
+
+
+def test_alert_alarms():
+    rule_dims = [{"Name": "EventBusName", "Value": {"Fn::GetAtt": ["AlertBus", "Name"]}},
+                 {"Name": "RuleName", "Value": {"Fn::Sub": "${NamePrefix}-alerts"}}]
+    failed = R["AlertDeliveryAlarm"]["Properties"]
+    assert (failed["Namespace"], failed["MetricName"]) == ("AWS/Events", "FailedInvocations")
+    assert failed["Dimensions"] == rule_dims  # a rule on a custom bus: both dimensions
+    lost = R["AlertDeadLetterFailureAlarm"]["Properties"]
+    assert (lost["Namespace"], lost["MetricName"]) == ("AWS/Events", "InvocationsFailedToBeSentToDlq")
+    assert lost["Dimensions"] == rule_dims
+    dlq = R["AlertDeadLetterAlarm"]["Properties"]
+    assert (dlq["Namespace"], dlq["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["AlertDeadLetterQueue", "QueueName"]}}]
+    transformer = R["TransformerErrorsAlarm"]["Properties"]
+    for a in (failed, lost, dlq):
+        assert a["Threshold"] == 1 and a["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        for key in ("TreatMissingData", "AlarmActions", "OKActions"):
+            assert a[key] == transformer[key], key  # operational alarms: the alarm topic, not the alert topic
+
+
+def test_deploy_guide_covers_the_alert_parameters_and_outputs():
+    """Every central parameter has a row in docs/deploy.md; the alert outputs are named there."""
+    from infra_support import REPO
+
+    guide = (REPO / "docs" / "deploy.md").read_text()
+    assert [p for p in CENTRAL["Parameters"] if f"`{p}`" not in guide] == []
+    for name in ("AlertBusArn", "AlertTopicArn", "AlertDeadLetterQueueUrl", "## 11. Alerts and custom rules"):
+        assert name in guide, name
+    assert not re.search(r"\]\((https?:)?//", guide), "links outside the repository"

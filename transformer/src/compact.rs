@@ -18,7 +18,7 @@ use arrow_schema::{ArrowError, DataType, SchemaRef};
 use resolver::awsauth::AwsAuth;
 use resolver::identity::{AwsExtra, Identity};
 use resolver::Attribution;
-use schemas::{Column, EKS_AUDIT, STS_SESSIONS};
+use schemas::{Column, EKS_AUDIT, FINDINGS, STS_SESSIONS};
 
 use crate::encode::{self, col};
 
@@ -27,18 +27,23 @@ use crate::encode::{self, col};
 pub enum Table {
     EksAudit,
     StsSessions,
+    /// One row per (rule, event); its late attribution is left to `findings_attributed`.
+    Findings,
 }
 
 const STS_EVENT_TIME: usize = schemas::position(STS_SESSIONS, "event_time");
 const STS_EVENT_ID: usize = schemas::position(STS_SESSIONS, "event_id");
+const FINDINGS_EVENT_TIME: usize = schemas::position(FINDINGS, "event_time");
+const FINDING_ID: usize = schemas::position(FINDINGS, "finding_id");
 
 impl Table {
-    pub const ALL: [Table; 2] = [Table::EksAudit, Table::StsSessions];
+    pub const ALL: [Table; 3] = [Table::EksAudit, Table::StsSessions, Table::Findings];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::EksAudit => "eks_audit",
             Self::StsSessions => "sts_sessions",
+            Self::Findings => "findings",
         }
     }
 
@@ -50,6 +55,7 @@ impl Table {
         match self {
             Self::EksAudit => EKS_AUDIT,
             Self::StsSessions => STS_SESSIONS,
+            Self::Findings => FINDINGS,
         }
     }
 
@@ -62,6 +68,7 @@ impl Table {
         match self {
             Self::EksAudit => col::EVENT_TIME,
             Self::StsSessions => STS_EVENT_TIME,
+            Self::Findings => FINDINGS_EVENT_TIME,
         }
     }
 
@@ -71,6 +78,8 @@ impl Table {
         match self {
             Self::EksAudit => &[col::LOG_GROUP, col::LOG_STREAM, col::CWL_EVENT_ID],
             Self::StsSessions => &[STS_EVENT_ID],
+            // the rule and the event's CloudWatch coordinates, hashed
+            Self::Findings => &[FINDING_ID],
         }
     }
 
@@ -78,7 +87,7 @@ impl Table {
     pub fn folders(self) -> usize {
         match self {
             Self::EksAudit => 2,
-            Self::StsSessions => 1,
+            Self::StsSessions | Self::Findings => 1,
         }
     }
 

@@ -24,10 +24,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use resolver::{Attribution, StsSession};
-use schemas::{ColType, Column, EKS_AUDIT, LIST_ITEM, STS_SESSIONS};
+use schemas::{ColType, Column, EKS_AUDIT, FINDINGS, LIST_ITEM, STS_SESSIONS};
 
 use crate::audit::UserExtra;
+use crate::detect::{Detections, Hit};
 use crate::extract::AuditRow;
+use crate::sigma::RuleSet;
 use crate::text::Text;
 
 #[derive(Debug, thiserror::Error)]
@@ -432,39 +434,46 @@ pub mod col {
         SOURCE_IDENTITY => "source_identity", ROLE_CHAIN => "role_chain",
         ATTRIBUTION_METHOD => "attribution_method", ATTRIBUTION_STATUS => "attribution_status",
         PRINCIPAL_CLUSTER => "principal_cluster", PRINCIPAL_POD => "principal_pod",
-        PRINCIPAL_USER_ID => "principal_user_id",
+        PRINCIPAL_USER_ID => "principal_user_id", DETECTIONS => "detections",
         PARSE_STATUS => "parse_status", RAW_MESSAGE => "raw_message",
     }
 }
 
 /// The attribution columns of `eks_audit`, in the order [`attribution_arrays`] returns.
-pub const ATTRIBUTION_COLUMNS: [usize; schemas::ATTRIBUTION.len()] = {
-    let mut out = [0; schemas::ATTRIBUTION.len()];
-    let mut i = 0;
-    while i < out.len() {
-        out[i] = schemas::position(EKS_AUDIT, schemas::ATTRIBUTION[i]);
-        i += 1;
-    }
-    out
-};
+pub const ATTRIBUTION_COLUMNS: [usize; schemas::ATTRIBUTION.len()] =
+    schemas::positions(EKS_AUDIT, schemas::ATTRIBUTION);
+
+/// The attribution columns of `findings`, in [`schemas::ATTRIBUTION`] order.
+const FINDINGS_ATTRIBUTION: [usize; schemas::ATTRIBUTION.len()] =
+    schemas::positions(FINDINGS, schemas::ATTRIBUTION);
 
 fn append_attribution(c: &mut Columns, a: &Attribution<'_>) {
-    use col::*;
-    c.s(PRINCIPAL_TYPE).append_value(a.principal_type.as_str());
-    c.opt(PRINCIPAL_NAME, a.principal_name.as_deref());
-    c.opt(PRINCIPAL_ARN, a.principal_arn.as_deref());
-    c.opt(PRINCIPAL_ACCOUNT_ID, a.principal_account_id.as_deref());
-    c.opt(SOURCE_IDENTITY, a.source_identity.as_deref());
-    let chain = c.list(ROLE_CHAIN);
+    append_attribution_at(c, a, ATTRIBUTION_COLUMNS)
+}
+
+/// Append an attribution into the columns at `at` ([`schemas::ATTRIBUTION`] order).
+fn append_attribution_at(
+    c: &mut Columns,
+    a: &Attribution<'_>,
+    at: [usize; schemas::ATTRIBUTION.len()],
+) {
+    let [ty, name, arn, account, source_identity, chain, method, status, cluster, pod, user_id] =
+        at;
+    c.s(ty).append_value(a.principal_type.as_str());
+    c.opt(name, a.principal_name.as_deref());
+    c.opt(arn, a.principal_arn.as_deref());
+    c.opt(account, a.principal_account_id.as_deref());
+    c.opt(source_identity, a.source_identity.as_deref());
+    let l = c.list(chain);
     for r in &a.role_chain {
-        chain.values().append_value(r);
+        l.values().append_value(r);
     }
-    chain.append(true);
-    c.s(ATTRIBUTION_METHOD).append_value(a.method.as_str());
-    c.s(ATTRIBUTION_STATUS).append_value(a.status.as_str());
-    c.opt(PRINCIPAL_CLUSTER, a.principal_cluster.as_deref());
-    c.opt(PRINCIPAL_POD, a.principal_pod.as_deref());
-    c.opt(PRINCIPAL_USER_ID, a.principal_user_id.as_deref());
+    l.append(true);
+    c.s(method).append_value(a.method.as_str());
+    c.s(status).append_value(a.status.as_str());
+    c.opt(cluster, a.principal_cluster.as_deref());
+    c.opt(pod, a.principal_pod.as_deref());
+    c.opt(user_id, a.principal_user_id.as_deref());
 }
 
 /// The [`ATTRIBUTION_COLUMNS`] of `attributions`, one row each, exactly as ingest
@@ -513,7 +522,14 @@ impl AuditBuilder {
         self.rows == 0
     }
 
-    pub fn append(&mut self, r: &AuditRow<'_>, a: &Attribution<'_>, ingest_ms: i64) {
+    /// Append one row; `detections` are the ids of the rules it matched.
+    pub fn append<'d>(
+        &mut self,
+        r: &AuditRow<'_>,
+        a: &Attribution<'_>,
+        detections: impl Iterator<Item = &'d str>,
+        ingest_ms: i64,
+    ) {
         use col::*;
         let c = &mut self.c;
         let e = &r.event;
@@ -587,6 +603,11 @@ impl AuditBuilder {
         c.opt(AWS_SESSION_NAME, x.session_name);
         c.opt(AWS_PRINCIPAL_ID, x.principal_id);
         append_attribution(c, a);
+        let d = c.list(DETECTIONS);
+        for id in detections {
+            d.values().append_value(id);
+        }
+        d.append(true);
         c.s(PARSE_STATUS).append_value(r.parse_status.as_str());
         c.opt(RAW_MESSAGE, r.raw_message);
         self.rows += 1;
@@ -601,14 +622,139 @@ impl AuditBuilder {
 pub fn audit_parquet<'x, A: AsRef<Attribution<'x>>>(
     rows: &[AuditRow<'_>],
     attributions: &[A],
+    detections: &Detections<'_>,
     positions: &[usize],
     ingest_ms: i64,
 ) -> Result<Vec<u8>, EncodeError> {
     let mut b = AuditBuilder::with_capacity(positions.len());
     for &i in positions {
-        b.append(&rows[i], attributions[i].as_ref(), ingest_ms);
+        b.append(
+            &rows[i],
+            attributions[i].as_ref(),
+            detections.rule_ids(i),
+            ingest_ms,
+        );
     }
     to_parquet("eks_audit", &b.finish()?, col::EVENT_TIME)
+}
+
+// ---- findings ---------------------------------------------------------------------------
+
+const FINDINGS_EVENT_TIME: usize = schemas::position(FINDINGS, "event_time");
+
+/// `finding_id`: the same rule on the same CloudWatch event is the same finding, so a
+/// retried batch (and a re-delivered event) writes the same id.
+pub fn finding_id(rule_id: &str, r: &AuditRow<'_>) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for part in [rule_id, r.stamp.log_group, r.stamp.log_stream, r.cwl_id] {
+        h.update(part.as_bytes());
+        h.update(b"\n");
+    }
+    format!("{:032x}", h.digest128())
+}
+
+/// The last entry of `sourceIPs` (the one the apiserver saw), as `source_ip`.
+pub fn last_source_ip<'r>(r: &AuditRow<'r>) -> Option<Text<'r>> {
+    let raw = r.event.source_ips.filter(|s| s.get().starts_with('['))?;
+    let mut b = StringBuilder::new();
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    de.deserialize_seq(StrSeq(&mut b)).ok().flatten()
+}
+
+/// One `findings` partition: `hits` are (row, rule) pairs of the batch, in event order.
+pub fn findings_batch<'x, A: AsRef<Attribution<'x>>>(
+    rows: &[AuditRow<'_>],
+    attributions: &[A],
+    rules: &RuleSet,
+    hits: &[Hit],
+    ingest_ms: i64,
+) -> Result<RecordBatch, EncodeError> {
+    let mut c = Columns::new("findings", FINDINGS, hits.len());
+    let p = |n| schemas::position(FINDINGS, n);
+    for h in hits {
+        let r = &rows[h.row as usize];
+        let rule = &rules.rules[h.rule as usize];
+        let a = attributions[h.row as usize].as_ref();
+        let e = &r.event;
+        let o = e.object_ref.as_ref();
+        let user = e.user.as_ref();
+        c.s(p("finding_id")).append_value(finding_id(&rule.id, r));
+        c.s(p("rule_id")).append_value(&rule.id);
+        c.s(p("rule_name")).append_value(&rule.name);
+        c.s(p("rule_title")).append_value(&rule.title);
+        c.s(p("severity")).append_value(rule.severity.as_str());
+        let t = c.list(p("mitre_techniques"));
+        for id in &rule.techniques {
+            t.values().append_value(id);
+        }
+        t.append(true);
+        c.ts(p("event_time")).append_value(r.event_ms);
+        c.ts(p("ingest_time")).append_value(ingest_ms);
+        c.s(p("account_id")).append_value(r.stamp.account_id);
+        c.opt(p("region"), r.region);
+        c.s(p("cluster")).append_value(r.stamp.cluster);
+        c.s(p("log_group")).append_value(r.stamp.log_group);
+        c.s(p("log_stream")).append_value(r.stamp.log_stream);
+        c.s(p("cwl_event_id")).append_value(r.cwl_id);
+        c.opt(p("audit_id"), e.audit_id.as_deref());
+        c.opt(p("stage"), e.stage.as_deref());
+        c.opt(p("verb"), e.verb.as_deref());
+        c.opt(p("request_uri"), e.request_uri.as_deref());
+        c.opt(p("object_resource"), o.and_then(|o| o.resource.as_deref()));
+        c.opt(
+            p("object_subresource"),
+            o.and_then(|o| o.subresource.as_deref()),
+        );
+        c.opt(
+            p("object_namespace"),
+            o.and_then(|o| o.namespace.as_deref()),
+        );
+        c.opt(p("object_name"), o.and_then(|o| o.name.as_deref()));
+        c.int(p("response_code"))
+            .append_option(e.response_status.as_ref().and_then(|s| s.code));
+        c.opt(p("authz_decision"), authz_decision(r).as_deref());
+        c.opt(p("source_ip"), last_source_ip(r).as_deref());
+        c.opt(p("user_agent"), e.user_agent.as_deref());
+        c.opt(p("username"), user.and_then(|u| u.username.as_deref()));
+        append_list(c.list(p("user_groups")), user.and_then(|u| u.groups));
+        c.opt(
+            p("impersonated_username"),
+            e.impersonated_user
+                .as_ref()
+                .and_then(|u| u.username.as_deref()),
+        );
+        let x = &r.extra;
+        c.opt(p("aws_access_key_id"), x.access_key_id);
+        c.opt(p("aws_arn"), x.arn);
+        c.opt(p("aws_role_arn"), x.canonical_arn);
+        c.opt(p("aws_session_name"), x.session_name);
+        append_attribution_at(&mut c, a, FINDINGS_ATTRIBUTION);
+    }
+    c.finish()
+}
+
+/// One `findings` partition -> Parquet bytes.
+pub fn findings_parquet<'x, A: AsRef<Attribution<'x>>>(
+    rows: &[AuditRow<'_>],
+    attributions: &[A],
+    rules: &RuleSet,
+    hits: &[Hit],
+    ingest_ms: i64,
+) -> Result<Vec<u8>, EncodeError> {
+    let b = findings_batch(rows, attributions, rules, hits, ingest_ms)?;
+    to_parquet("findings", &b, FINDINGS_EVENT_TIME)
+}
+
+/// The `authorization.k8s.io/decision` annotation, as the `authz_decision` column has it.
+fn authz_decision<'r>(r: &AuditRow<'r>) -> Option<Text<'r>> {
+    let raw = r.event.annotations.filter(|a| a.get().starts_with('{'))?;
+    let mut b = MapBuilder::new(
+        Some(map_names()),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    de.deserialize_map(StrMap(&mut b)).ok()?.0
 }
 
 // ---- sts_sessions -----------------------------------------------------------------------

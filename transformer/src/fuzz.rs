@@ -49,8 +49,52 @@ pub fn audit(data: &[u8]) {
     assert_eq!(x.rows.len(), 1, "every audit-stream event is a row");
     let index = resolver::SessionIndex::new();
     let a = crate::attribute::attribute(&index, &x.rows, &mut Default::default());
-    let bytes = crate::encode::audit_parquet(&x.rows, &a, &[0], 0).expect("a row always encodes");
+    // every shipped rule on the row: the lax body walk reads member-controlled JSON
+    let d = crate::detect::detect(shipped_rules(), &x.rows);
+    assert!(d.len() <= shipped_rules().len());
+    let bytes =
+        crate::encode::audit_parquet(&x.rows, &a, &d, &[0], 0).expect("a row always encodes");
     assert!(!bytes.is_empty());
+    let _ = crate::alerts::build(
+        &x.rows,
+        &a,
+        shipped_rules(),
+        &d.hits,
+        crate::sigma::Severity::Informational,
+    );
+    if !d.is_empty() {
+        let f = crate::encode::findings_parquet(&x.rows, &a, shipped_rules(), &d.hits, 0)
+            .expect("findings always encode");
+        assert!(!f.is_empty());
+    }
+}
+
+fn shipped_rules() -> &'static crate::sigma::RuleSet {
+    static RULES: std::sync::OnceLock<crate::sigma::RuleSet> = std::sync::OnceLock::new();
+    RULES.get_or_init(|| {
+        crate::sigma::RuleSet::from_files(schemas::SHIPPED_RULES.iter().copied())
+            .expect("the shipped rules compile")
+    })
+}
+
+/// A Sigma rule file (an operator's: `AUDITLAKE_RULES`): compiles or is refused with
+/// an error naming the file; a compiled rule evaluates and renders as SQL.
+pub fn sigma(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match crate::sigma::RuleSet::from_files([("fuzz.yml", text)]) {
+        Ok(set) => {
+            let j = r#"{"messageType":"DATA_MESSAGE","owner":"111122223333","logGroup":"/aws/eks/f/cluster","logStream":"kube-apiserver-audit-1","logEvents":[{"id":"1","timestamp":0,"message":"{\"kind\":\"Event\",\"auditID\":\"a\",\"verb\":\"create\",\"user\":{\"username\":\"u\",\"groups\":[\"g\"]},\"objectRef\":{\"resource\":\"pods\"},\"requestObject\":{\"spec\":{\"containers\":[{\"securityContext\":{\"privileged\":true}}]}}}"}]}"#;
+            let envs = decode::envelopes(j.as_bytes()).expect("a fixed envelope");
+            let x = extract::extract(&envs, extract::Context::new(None));
+            for r in &set.rules {
+                let _ = r.matches(&crate::detect::RowEvent::new(&x.rows[0], &set.bodies));
+                assert!(r.sql_condition().starts_with("parse_status = 'ok' AND "));
+            }
+        }
+        Err(e) => assert_eq!(e.file, "fuzz.yml"),
+    }
 }
 
 /// One bare CloudTrail event, and the same bytes as an S3 log file.

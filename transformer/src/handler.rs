@@ -9,11 +9,14 @@
 //! 2. [`extract`]: stamp, parse and classify audit events; collect STS records (parallel);
 //! 3. index the batch's STS sessions in the store (never replacing an indexed one), then
 //!    [`plan`] what the rows need and [`lookup::fetch`] it from the cache and store;
-//! 4. [`attribute`] every row against the filled index;
-//! 5. [`partition`] rows by (day, account, cluster) and sessions by (day, account)
+//! 4. [`attribute`] every row against the filled index, then [`detect`]: every rule
+//!    on every parsed row (parallel);
+//! 5. [`partition`] rows by (day, account, cluster), sessions and findings by (day,
+//!    account)
 //!    (records past the batch's partition budget were failed back in step 2);
 //! 6. [`encode`] each partition as Parquet (parallel);
-//! 7. write the objects. Any write error fails the whole
+//! 7. write the objects, then publish the alerts ([`alerts`]). Any write or publish
+//!    error fails the whole
 //!    invocation so that Firehose retries the batch; object keys depend only on the
 //!    batch's record ids and the partition, so a retry overwrites.
 
@@ -28,13 +31,16 @@ use resolver::cloudtrail::{self, StsSession};
 use resolver::store::{Indexed, SessionCache, SessionStore, StoreError};
 use resolver::SessionIndex;
 
+use crate::alerts::{self, AlertError, AlertSink, NoAlerts};
 use crate::decode::{self, DecodeError, Decoded};
+use crate::detect::{self, Detections};
 use crate::encode::{self, EncodeError};
 use crate::extract::{self, AuditRow, Extracted};
 use crate::firehose::{FirehoseEvent, FirehoseResponse, FirehoseResponseRecord, RecordResult};
 use crate::lake::{LakeError, ObjectStore};
 use crate::metrics::Metrics;
 use crate::partition::{self, Partition};
+use crate::sigma::{RuleSet, Severity};
 use crate::trust::TrustedTrails;
 use crate::{attribute, lookup, plan};
 
@@ -88,6 +94,10 @@ pub struct HandlerConfig {
     /// Warm-cache size (sessions) and how long a miss is remembered.
     pub cache_capacity: usize,
     pub negative_ttl_ms: i64,
+    /// The detection rules in force (the shipped pack and the operator's).
+    pub rules: Arc<RuleSet>,
+    /// Findings at or above this severity are published as alerts.
+    pub alert_severity: Severity,
 }
 
 impl Default for HandlerConfig {
@@ -101,6 +111,8 @@ impl Default for HandlerConfig {
             budget: Budget::default(),
             cache_capacity: 100_000,
             negative_ttl_ms: 60_000,
+            rules: Arc::default(),
+            alert_severity: Severity::High,
         }
     }
 }
@@ -115,6 +127,8 @@ pub enum HandlerError {
     },
     #[error(transparent)]
     Sessions(#[from] StoreError),
+    #[error(transparent)]
+    Alert(#[from] AlertError),
     #[error("encoding {object}: {source}")]
     Encode {
         object: String,
@@ -137,6 +151,7 @@ impl HandlerError {
                     resolver::store::StoreOp::Encode | resolver::store::StoreOp::Decode
                 ),
             },
+            Self::Alert(e) => e.retryable(),
             Self::Encode { .. } => false,
         }
     }
@@ -187,24 +202,44 @@ pub struct BatchOutput {
     pub objects: Vec<String>,
 }
 
-/// The handler: configuration, the lake, the session store and the warm cache. Built
-/// once per process and reused across invocations.
-pub struct Handler<O, S> {
+/// The handler: configuration, the lake, the session store, the warm cache and where
+/// alerts go. Built once per process and reused across invocations.
+pub struct Handler<O, S, A = NoAlerts> {
     pub config: HandlerConfig,
     lake: Arc<O>,
     sessions: S,
+    alerts: A,
     cache: Mutex<SessionCache>,
 }
 
-impl<O: ObjectStore, S: SessionStore> Handler<O, S> {
+impl<O: ObjectStore, S: SessionStore> Handler<O, S, NoAlerts> {
+    /// A handler that publishes no alerts (findings are still written).
     pub fn new(config: HandlerConfig, lake: Arc<O>, sessions: S) -> Self {
         let cache = SessionCache::new(config.cache_capacity, config.negative_ttl_ms);
         Self {
             config,
             lake,
             sessions,
+            alerts: NoAlerts,
             cache: Mutex::new(cache),
         }
+    }
+
+    /// The same handler, publishing alerts to `alerts`.
+    pub fn with_alerts<A: AlertSink>(self, alerts: A) -> Handler<O, S, A> {
+        Handler {
+            config: self.config,
+            lake: self.lake,
+            sessions: self.sessions,
+            alerts,
+            cache: self.cache,
+        }
+    }
+}
+
+impl<O: ObjectStore, S: SessionStore, A: AlertSink> Handler<O, S, A> {
+    pub fn alerts(&self) -> &A {
+        &self.alerts
     }
 
     pub fn lake(&self) -> &Arc<O> {
@@ -295,18 +330,40 @@ impl<O: ObjectStore, S: SessionStore> Handler<O, S> {
         metrics.session_lookups_over_budget = fetched.over_budget;
         index.finalize();
 
-        // 4. attribute
+        // 4. attribute, detect
         let attributions = attribute::attribute(&index, &rows, &mut metrics);
         metrics.events_written = rows.len() as u64;
+        let rules = &*self.config.rules;
+        let detections = detect::detect(rules, &rows);
+        metrics.findings = detections.len() as u64;
 
         // 5-6. partition and encode
         let fingerprint = partition::batch_fingerprint(records.iter().map(|r| &*r.record_id));
-        let objects = encode_all(&rows, &attributions, &sessions, fingerprint, now_ms)?;
+        let batch = Batch {
+            rows: &rows,
+            attributions: &attributions,
+            detections: &detections,
+            rules,
+            sessions: &sessions,
+        };
+        let objects = encode_all(&batch, fingerprint, now_ms)?;
 
-        // 7. write the Parquet objects (the session index was written in step 3)
+        // 7. write the Parquet objects (the session index was written in step 3), then
+        // alert: a finding is in the lake before anyone is told about it
         metrics.objects_written = objects.len() as u64;
         metrics.bytes_written = objects.iter().map(|(_, b)| b.len() as u64).sum();
         let keys = self.write(objects).await?;
+        if self.alerts.enabled() {
+            let alerts = alerts::build(
+                &rows,
+                &attributions,
+                rules,
+                &detections.hits,
+                self.config.alert_severity,
+            );
+            self.alerts.publish(fingerprint, &alerts).await?;
+            metrics.alerts_published = alerts.len() as u64;
+        }
         Ok(BatchOutput {
             outcomes,
             metrics,
@@ -464,26 +521,42 @@ impl<O: ObjectStore, S: SessionStore> Handler<O, S> {
     }
 }
 
-/// Steps 5-6: every `eks_audit` partition (in parallel) and `sts_sessions` partition as
-/// a Parquet object, in key order.
+/// What steps 5-6 encode.
+struct Batch<'b, 'a> {
+    rows: &'b [AuditRow<'a>],
+    attributions: &'b [std::borrow::Cow<'b, resolver::Attribution<'b>>],
+    detections: &'b Detections<'b>,
+    rules: &'b RuleSet,
+    sessions: &'b [Arc<StsSession>],
+}
+
+/// Steps 5-6: every `eks_audit` partition (in parallel), `sts_sessions` and `findings`
+/// partition as a Parquet object, in key order.
 fn encode_all(
-    rows: &[AuditRow<'_>],
-    attributions: &[std::borrow::Cow<'_, resolver::Attribution<'_>>],
-    sessions: &[Arc<StsSession>],
+    b: &Batch<'_, '_>,
     fingerprint: u64,
     now_ms: i64,
 ) -> Result<Vec<(String, Vec<u8>)>, HandlerError> {
-    let mut objects: Vec<(String, Vec<u8>)> = partition::audit_partitions(rows, fingerprint)
+    let mut objects: Vec<(String, Vec<u8>)> = partition::audit_partitions(b.rows, fingerprint)
         .into_par_iter()
         .map(|p| {
             encoded(p, |pos| {
-                encode::audit_parquet(rows, attributions, pos, now_ms)
+                encode::audit_parquet(b.rows, b.attributions, b.detections, pos, now_ms)
             })
         })
         .collect::<Result<_, _>>()?;
-    for p in partition::sts_partitions(sessions, fingerprint) {
-        let part: Vec<&StsSession> = p.rows.iter().map(|&i| &*sessions[i]).collect();
+    for p in partition::sts_partitions(b.sessions, fingerprint) {
+        let part: Vec<&StsSession> = p.rows.iter().map(|&i| &*b.sessions[i]).collect();
         objects.push(encoded(p, |_| encode::sts_parquet(&part))?);
+    }
+    for (key, hits) in partition::findings_partitions(b.rows, &b.detections.hits, fingerprint) {
+        let p = Partition {
+            key,
+            rows: Vec::new(),
+        };
+        objects.push(encoded(p, |_| {
+            encode::findings_parquet(b.rows, b.attributions, b.rules, &hits, now_ms)
+        })?);
     }
     Ok(objects)
 }

@@ -10,11 +10,13 @@
 //! ([`session_store`] over the lake). No AWS SDK, no async runtime and no environment
 //! is read here: the `auditlake` crate's binaries adapt.
 
+pub mod alerts;
 pub mod attribute;
 pub mod audit;
 pub mod compact;
 pub mod compactor;
 pub mod decode;
+pub mod detect;
 pub mod encode;
 pub mod extract;
 pub mod firehose;
@@ -28,6 +30,7 @@ pub mod part_file;
 pub mod partition;
 pub mod plan;
 pub mod session_store;
+pub mod sigma;
 #[cfg(test)]
 mod testkit;
 pub mod text;

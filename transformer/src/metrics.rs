@@ -43,6 +43,10 @@ pub struct Metrics {
     pub records_over_budget: u64,
     pub objects_written: u64,
     pub bytes_written: u64,
+    /// (rule, event) matches written to `findings`.
+    pub findings: u64,
+    /// Findings at or above the alert severity, published.
+    pub alerts_published: u64,
 }
 
 impl AddAssign for Metrics {
@@ -72,6 +76,8 @@ impl AddAssign for Metrics {
         self.records_over_budget += o.records_over_budget;
         self.objects_written += o.objects_written;
         self.bytes_written += o.bytes_written;
+        self.findings += o.findings;
+        self.alerts_published += o.alerts_published;
     }
 }
 

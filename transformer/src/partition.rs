@@ -99,6 +99,30 @@ pub fn over_partition_budget<'r, 'a: 'r>(
     out
 }
 
+/// `findings` partitions: the batch's findings by (event day, account), each in event
+/// order (then rule order), keyed like the other tables.
+pub fn findings_partitions(
+    rows: &[AuditRow<'_>],
+    hits: &[crate::detect::Hit],
+    fingerprint: u64,
+) -> Vec<(String, Vec<crate::detect::Hit>)> {
+    let mut parts: BTreeMap<(i64, &str), Vec<crate::detect::Hit>> = BTreeMap::new();
+    for h in hits {
+        let r = &rows[h.row as usize];
+        parts
+            .entry((r.event_ms.div_euclid(DAY_MS), r.stamp.account_folder))
+            .or_default()
+            .push(*h);
+    }
+    parts
+        .into_iter()
+        .map(|((day, acct), mut hs)| {
+            hs.sort_by_key(|h| (rows[h.row as usize].event_ms, h.row, h.rule));
+            (object_key("findings", fingerprint, day, &[acct]), hs)
+        })
+        .collect()
+}
+
 /// `sts_sessions` partitions of `sessions`, in key order.
 pub fn sts_partitions<S: AsRef<StsSession>>(sessions: &[S], fingerprint: u64) -> Vec<Partition> {
     let mut parts: BTreeMap<(i64, &str), Vec<usize>> = BTreeMap::new();

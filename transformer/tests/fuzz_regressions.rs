@@ -20,6 +20,11 @@ fn replay(target: &str, run: fn(&[u8])) {
 }
 
 #[test]
+fn sigma() {
+    replay("sigma", transformer::fuzz::sigma);
+}
+
+#[test]
 fn decode() {
     replay("decode", transformer::fuzz::decode);
 }

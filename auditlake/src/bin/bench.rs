@@ -27,7 +27,8 @@ use transformer::firehose::{FirehoseEvent, FirehoseRecord};
 use transformer::handler::{Handler, HandlerConfig, InputRecord};
 use transformer::lake::{LocalDir, ObjectStore};
 use transformer::metrics::Metrics;
-use transformer::{attribute, decode, encode, extract, partition};
+use transformer::sigma::RuleSet;
+use transformer::{attribute, decode, detect, encode, extract, partition};
 
 const ACCOUNTS: [&str; 3] = ["222222222222", "333333333333", "444444444444"];
 const CLUSTERS: [&str; 4] = ["prod-east", "prod-west", "staging", "ci-tools"];
@@ -335,9 +336,26 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 type BenchHandler = Handler<LocalDir, Arc<MemorySessionStore>>;
 
+/// The shipped rule pack, as the Lambda runs by default.
+fn shipped_rules() -> Arc<RuleSet> {
+    Arc::new(RuleSet::from_files(schemas::SHIPPED_RULES.iter().copied()).expect("shipped rules"))
+}
+
+/// The handler as deployed: the shipped rules evaluated at ingest.
 fn new_handler(dir: &Path, store: Arc<MemorySessionStore>) -> BenchHandler {
+    new_handler_with(dir, store, shipped_rules())
+}
+
+fn new_handler_with(
+    dir: &Path,
+    store: Arc<MemorySessionStore>,
+    rules: Arc<RuleSet>,
+) -> BenchHandler {
     Handler::new(
-        HandlerConfig::default(),
+        HandlerConfig {
+            rules,
+            ..HandlerConfig::default()
+        },
         Arc::new(LocalDir::new(dir)),
         store,
     )
@@ -399,13 +417,17 @@ fn stages(
     let t = Instant::now();
     let attrs = attribute::attribute(index, &rows, &mut Metrics::default());
     out.push(("attribute (warm index)", t.elapsed()));
+    let rules = shipped_rules();
+    let t = Instant::now();
+    let detections = detect::detect(&rules, &rows);
+    out.push(("detect: shipped Sigma rules", t.elapsed()));
     let t = Instant::now();
     let parts = partition::audit_partitions(&rows, 1);
     out.push(("partition: group, sort, keys", t.elapsed()));
     let t = Instant::now();
     let files: Vec<Vec<u8>> = parts
         .iter()
-        .map(|p| encode::audit_parquet(&rows, &attrs, &p.rows, T0).expect("parquet"))
+        .map(|p| encode::audit_parquet(&rows, &attrs, &detections, &p.rows, T0).expect("parquet"))
         .collect();
     out.push(("encode: Arrow + Parquet zstd 1", t.elapsed()));
     let lake = LocalDir::new(dir);
@@ -611,6 +633,25 @@ fn main() {
         let (best_all, med_all) = whole(&rt, &h, &b, cores, repeats);
         println!("  whole handler, 1 core:     {:7.1} MB/s  {:9.0} events/s  ({:.1} ms best, {:.1} ms median)", mbps(raw, best1), n as f64 / best1.as_secs_f64(), best1.as_secs_f64() * 1e3, med1.as_secs_f64() * 1e3);
         println!("  whole handler, {cores} cores:    {:7.1} MB/s  {:9.0} events/s  ({:.1} ms best, {:.1} ms median)", mbps(raw, best_all), n as f64 / best_all.as_secs_f64(), best_all.as_secs_f64() * 1e3, med_all.as_secs_f64() * 1e3);
+        // with and without rules, alternating (the machine drifts between runs minutes
+        // apart): best of each
+        let bare = new_handler_with(&work.join("norules"), store.clone(), Arc::default());
+        let (mut with_r, mut without_r) = (Duration::MAX, Duration::MAX);
+        for _ in 0..repeats {
+            with_r = with_r.min(whole(&rt, &h, &b, 1, 1).0);
+            without_r = without_r.min(whole(&rt, &bare, &b, 1, 1).0);
+        }
+        let findings = rt
+            .block_on(h.process(&b.records, Some("us-east-1"), T0))
+            .map(|o| o.metrics.findings)
+            .unwrap_or(0);
+        let (best0, med0) = (without_r, without_r);
+        println!("  whole handler, 1 core, rules vs none, alternating: {:.1} vs {:.1} ms ({:7.1} vs {:7.1} MB/s): the {} shipped rules ({findings} findings) cost {:.1}% of the 1-core time", with_r.as_secs_f64() * 1e3, without_r.as_secs_f64() * 1e3, mbps(raw, with_r), mbps(raw, without_r), h.config.rules.len(), 100.0 * (with_r.as_secs_f64() - without_r.as_secs_f64()) / with_r.as_secs_f64());
+        let _ = med0;
+        summary.insert(
+            format!("{label} 1 core no rules MB/s"),
+            json!(mbps(raw, best0)),
+        );
         // stage profile: best of repeats per stage
         let mut best: Vec<(&str, Duration)> = Vec::new();
         for _ in 0..repeats {

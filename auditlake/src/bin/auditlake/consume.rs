@@ -21,6 +21,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use resolver::store::SessionStore;
+use transformer::alerts::AlertSink;
 use transformer::firehose::RecordResult;
 use transformer::handler::{Handler, InputRecord};
 use transformer::lake::ObjectStore;
@@ -166,9 +167,9 @@ struct ErrorRecord<'a> {
     record_id: &'a str,
 }
 
-pub struct Consumer<'h, O, S> {
+pub struct Consumer<'h, O, S, A> {
     client: aws_sdk_kinesis::Client,
-    handler: &'h Handler<O, S>,
+    handler: &'h Handler<O, S, A>,
     opts: ConsumeOptions,
     stop: Arc<AtomicBool>,
     /// The stream's ARN: names checkpoints and record ids, since a stream name is only
@@ -178,9 +179,9 @@ pub struct Consumer<'h, O, S> {
     pub batches: u64,
 }
 
-impl<'h, O: ObjectStore, S: SessionStore> Consumer<'h, O, S> {
+impl<'h, O: ObjectStore, S: SessionStore, A: AlertSink> Consumer<'h, O, S, A> {
     pub async fn from_env(
-        handler: &'h Handler<O, S>,
+        handler: &'h Handler<O, S, A>,
         opts: ConsumeOptions,
         stop: Arc<AtomicBool>,
     ) -> Self {

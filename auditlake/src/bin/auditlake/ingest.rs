@@ -170,3 +170,55 @@ pub fn batches(records: Vec<InputRecord>) -> Vec<Vec<InputRecord>> {
     }
     out
 }
+
+/// The audit events of a `rules test` file, each as compact JSON (as CloudWatch Logs
+/// delivers it): one event, an array of events, one event per line, or a rule pack
+/// test file (`{"positive": [...], "negative": [...]}`, positives first).
+pub fn audit_messages(text: &str) -> Result<Vec<String>, String> {
+    use serde_json::Value;
+    let compact = |v: &Value| v.to_string();
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(evs)) => Ok(evs.iter().map(compact).collect()),
+        Ok(Value::Object(o)) if o.contains_key("positive") || o.contains_key("negative") => {
+            let mut out = Vec::new();
+            for k in ["positive", "negative"] {
+                match o.get(k) {
+                    Some(Value::Array(evs)) => out.extend(evs.iter().map(compact)),
+                    None => {}
+                    Some(_) => return Err(format!("`{k}` is not an array of events")),
+                }
+            }
+            Ok(out)
+        }
+        Ok(v @ Value::Object(_)) => Ok(vec![compact(&v)]),
+        Ok(_) => Err("expected an audit event, an array of them, or one per line".into()),
+        Err(_) => text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str::<Value>(l)
+                    .map(|v| compact(&v))
+                    .map_err(|e| format!("line {}: {e}", i + 1))
+            })
+            .collect(),
+    }
+}
+
+/// A CloudWatch Logs envelope of a cluster's audit stream holding `messages`.
+pub fn test_envelope(messages: &[String]) -> String {
+    let events: Vec<serde_json::Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| serde_json::json!({"id": format!("{i}"), "timestamp": 0, "message": m}))
+        .collect();
+    serde_json::json!({
+        "messageType": "DATA_MESSAGE",
+        "owner": "000000000000",
+        "logGroup": "/aws/eks/rules-test/cluster",
+        "logStream": "kube-apiserver-audit-rules-test",
+        "subscriptionFilters": [],
+        "logEvents": events,
+    })
+    .to_string()
+}

@@ -113,7 +113,7 @@ enum Cmd {
         /// Only this account's partitions.
         #[arg(long, value_name = "ID")]
         account: Option<String>,
-        /// Only this table: eks_audit or sts_sessions (default: both).
+        /// Only this table: eks_audit, sts_sessions or findings (default: all three).
         #[arg(long)]
         table: Option<String>,
         /// Largest output file, in MB (default $AUDITLAKE_COMPACT_TARGET_MB or 256).
@@ -127,6 +127,12 @@ enum Cmd {
         #[arg(long)]
         take_over: bool,
     },
+    /// The detection rules: the shipped Sigma pack plus the operator's
+    /// ($AUDITLAKE_RULES: a directory or s3://bucket/prefix, or --rules).
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
     /// Print the Athena DDL (tables and view), or write it to a directory.
     Ddl {
         /// Lake location to put in the DDL (s3://bucket/prefix).
@@ -138,6 +144,45 @@ enum Cmd {
     },
     #[command(flatten)]
     Hidden(HiddenCmd),
+}
+
+#[derive(Subcommand)]
+enum RulesCmd {
+    /// One line per rule: level, name, id, ATT&CK techniques, title, file. Fails (exit
+    /// 2) naming the file and the rule if any rule does not compile.
+    List {
+        /// Your rules (a directory or s3://bucket/prefix); default $AUDITLAKE_RULES.
+        #[arg(long, value_name = "DIR|S3")]
+        rules: Option<String>,
+    },
+    /// Each rule as an Athena query over eks_audit_attributed: a retro-hunt over the
+    /// lake's history, returning what ingest would have found, with the person.
+    Sql {
+        /// Your rules (a directory or s3://bucket/prefix); default $AUDITLAKE_RULES.
+        #[arg(long, value_name = "DIR|S3")]
+        rules: Option<String>,
+        /// Only this rule (id or name).
+        #[arg(long, value_name = "ID")]
+        rule: Option<String>,
+        /// First day to scan (with --to; inclusive).
+        #[arg(long, value_name = "YYYY-MM-DD", requires = "to")]
+        from: Option<String>,
+        /// Last day to scan (with --from; inclusive).
+        #[arg(long, value_name = "YYYY-MM-DD", requires = "from")]
+        to: Option<String>,
+    },
+    /// Evaluate the rules on audit events (a JSON file holding one event, an array of
+    /// events, or one event per line) and print which rules fire on each.
+    Test {
+        /// Your rules (a directory or s3://bucket/prefix); default $AUDITLAKE_RULES.
+        #[arg(long, value_name = "DIR|S3")]
+        rules: Option<String>,
+        /// Only this rule (id or name).
+        #[arg(long, value_name = "ID")]
+        rule: Option<String>,
+        /// The events file.
+        events: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -311,6 +356,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             lake,
             inject_unprocessed,
         }) => store_contract(table, lake, inject_unprocessed).await,
+        Cmd::Rules { cmd } => rules_cmd(cmd).await,
         Cmd::Ddl { location, out } => {
             if location != schemas::ddl::LAKE_PLACEHOLDER {
                 match auditlake::lake::LakeUri::parse(&location) {
@@ -547,4 +593,115 @@ async fn ingest(lake: Option<&str>, paths: &[PathBuf]) -> Result<(), Fail> {
         ));
     }
     Ok(())
+}
+
+/// The rules in force for a `rules` command.
+async fn load_rules(rules: Option<&str>) -> Result<transformer::sigma::RuleSet, Fail> {
+    let v = rules
+        .map(str::to_owned)
+        .or_else(|| std::env::var(auditlake::config::ENV_RULES).ok());
+    let src = auditlake::config::rules_source(v.as_deref()).map_err(|e| Fail(2, e.to_string()))?;
+    auditlake::start::load_rules(src.as_ref())
+        .await
+        .map_err(|e| Fail(2, e.to_string()))
+}
+
+fn pick<'r>(
+    set: &'r transformer::sigma::RuleSet,
+    rule: Option<&str>,
+) -> Result<Vec<&'r transformer::sigma::Rule>, Fail> {
+    match rule {
+        None => Ok(set.rules.iter().collect()),
+        Some(id) => set.get(id).map(|r| vec![r]).ok_or_else(|| {
+            Fail(
+                2,
+                format!("--rule {id:?}: no rule has this id or name (see `auditlake rules list`)"),
+            )
+        }),
+    }
+}
+
+async fn rules_cmd(cmd: RulesCmd) -> Result<(), Fail> {
+    match cmd {
+        RulesCmd::List { rules } => {
+            let set = load_rules(rules.as_deref()).await?;
+            for r in &set.rules {
+                out::emitln(&format!(
+                    "{:<13} {:<48} {} {:<22} {} ({})",
+                    r.severity.as_str(),
+                    r.name,
+                    r.id,
+                    r.techniques.join(","),
+                    r.title,
+                    r.file
+                ));
+            }
+            eprintln!("{} rules", set.len());
+            Ok(())
+        }
+        RulesCmd::Sql {
+            rules,
+            rule,
+            from,
+            to,
+        } => {
+            for d in [&from, &to].into_iter().flatten() {
+                if transformer::compactor::day_number(d).is_none() {
+                    return Err(Fail(2, format!("{d:?} is not a YYYY-MM-DD date")));
+                }
+            }
+            if let (Some(f), Some(t)) = (&from, &to) {
+                if transformer::compactor::day_number(f) > transformer::compactor::day_number(t) {
+                    return Err(Fail(2, format!("--from {f} is after --to {t}")));
+                }
+            }
+            let set = load_rules(rules.as_deref()).await?;
+            let days = from.as_deref().zip(to.as_deref());
+            for r in pick(&set, rule.as_deref())? {
+                out::emitln(&r.sql_query(days));
+            }
+            Ok(())
+        }
+        RulesCmd::Test {
+            rules,
+            rule,
+            events,
+        } => {
+            let set = load_rules(rules.as_deref()).await?;
+            let chosen = pick(&set, rule.as_deref())?;
+            let text = std::fs::read_to_string(&events)
+                .map_err(|e| Fail(2, format!("{}: {e}", events.display())))?;
+            let messages = ingest::audit_messages(&text)
+                .map_err(|e| Fail(2, format!("{}: {e}", events.display())))?;
+            let envelope = ingest::test_envelope(&messages);
+            let envs = transformer::decode::envelopes(envelope.as_bytes())
+                .map_err(|e| Fail(2, format!("{}: {e}", events.display())))?;
+            let x = transformer::extract::extract(&envs, transformer::extract::Context::new(None));
+            let mut fired = 0;
+            for (i, row) in x.rows.iter().enumerate() {
+                let ev = transformer::detect::RowEvent::new(row, &set.bodies);
+                let names: Vec<&str> = chosen
+                    .iter()
+                    .filter(|r| {
+                        row.parse_status == transformer::audit::ParseStatus::Ok && r.matches(&ev)
+                    })
+                    .map(|r| r.name.as_str())
+                    .collect();
+                fired += usize::from(!names.is_empty());
+                let id = row.event.audit_id.as_deref().unwrap_or("-");
+                let status = row.parse_status.as_str();
+                out::emitln(&format!(
+                    "event {} ({id}, {status}): {}",
+                    i + 1,
+                    if names.is_empty() {
+                        "no rule fires".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                ));
+            }
+            eprintln!("{fired} of {} events matched", x.rows.len());
+            Ok(())
+        }
+    }
 }

@@ -48,6 +48,8 @@ pub enum DemoError {
     Read { path: String, message: String },
     #[error(transparent)]
     AwsAuth(#[from] resolver::awsauth::AwsAuthError),
+    #[error("shipped rule pack: {0}")]
+    Rules(String),
     #[error("{0}: not empty and not made by `auditlake demo`; give another --lake or remove it")]
     NotADemoLake(String),
     #[error("{path}: {source}")]
@@ -76,7 +78,13 @@ pub fn release(dir: &Path) -> bool {
 }
 
 /// What a demo run writes (and a re-run removes).
-const DEMO_DIRS: [&str; 3] = ["eks_audit", "sts_sessions", "session_index"];
+const DEMO_DIRS: [&str; 5] = [
+    "eks_audit",
+    "sts_sessions",
+    "findings",
+    "session_index",
+    "alerts",
+];
 
 /// Start clean: a re-run into a demo lake removes the previous run's tables (its
 /// session index would otherwise resolve more of the new run at ingest and change
@@ -155,14 +163,14 @@ fn read_table(root: &Path, table: &str) -> Result<Vec<RecordBatch>, DemoError> {
     Ok(out)
 }
 
-fn s<'b>(b: &'b RecordBatch, name: &str) -> &'b StringArray {
+/// A string column (`None` when the table has no such column: findings carry no bodies).
+fn s<'b>(b: &'b RecordBatch, name: &str) -> Option<&'b StringArray> {
     b.column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-        .unwrap_or_else(|| panic!("eks_audit column {name} is not a string column"))
 }
 
-fn get(a: &StringArray, i: usize) -> Option<&str> {
-    a.is_valid(i).then(|| a.value(i))
+fn get(a: Option<&StringArray>, i: usize) -> Option<&str> {
+    a.filter(|a| a.is_valid(i)).map(|a| a.value(i))
 }
 
 /// One `eks_audit` row, as the report needs it.
@@ -228,7 +236,7 @@ fn rows(batches: &[RecordBatch]) -> Vec<ReportRow> {
             "principal_cluster",
             "principal_pod",
         ];
-        let c: Vec<&StringArray> = cols.iter().map(|n| s(b, n)).collect();
+        let c: Vec<Option<&StringArray>> = cols.iter().map(|n| s(b, n)).collect();
         for i in 0..b.num_rows() {
             let v = |k: usize| get(c[k], i).unwrap_or("").to_string();
             let rc = chain.value(i);
@@ -266,11 +274,59 @@ fn rows(batches: &[RecordBatch]) -> Vec<ReportRow> {
     out
 }
 
+/// One `findings` row, as the report needs it: the event part (attributed like the
+/// events) and the rule.
+struct FindingRow {
+    event: ReportRow,
+    rule_title: String,
+    severity: String,
+}
+
+fn finding_rows(batches: &[RecordBatch]) -> Vec<FindingRow> {
+    let mut out = Vec::new();
+    for b in batches {
+        let events = rows(std::slice::from_ref(b));
+        // rows() sorted by time; findings are written in time order per file: re-read
+        // the rule columns in the same order
+        let t = b
+            .column_by_name("event_time")
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+            .expect("event_time");
+        let mut order: Vec<usize> = (0..b.num_rows()).collect();
+        order.sort_by_key(|&i| t.value(i));
+        let (title, sev) = (s(b, "rule_title"), s(b, "severity"));
+        for (e, i) in events.into_iter().zip(order) {
+            out.push(FindingRow {
+                event: e,
+                rule_title: get(title, i).unwrap_or("").to_string(),
+                severity: get(sev, i).unwrap_or("").to_string(),
+            });
+        }
+    }
+    out.sort_by_key(|f| f.event.event_ms);
+    out
+}
+
+fn severity_rank(s: &str) -> usize {
+    ["informational", "low", "medium", "high", "critical"]
+        .iter()
+        .position(|x| *x == s)
+        .unwrap_or(0)
+}
+
 /// Late attribution, as the `eks_audit_attributed` view does it: pending rows with an
 /// access key are resolved against every session the lake now knows.
 fn late_attribution(rows: &mut [ReportRow], index: &SessionIndex) -> usize {
+    late_attribution_of(rows.iter_mut(), index)
+}
+
+/// [`late_attribution`] over any rows (findings carry the same columns).
+fn late_attribution_of<'r>(
+    rows: impl Iterator<Item = &'r mut ReportRow>,
+    index: &SessionIndex,
+) -> usize {
     let mut n = 0;
-    for r in rows.iter_mut().filter(|r| r.status == "pending") {
+    for r in rows.filter(|r| r.status == "pending") {
         let Some(key) = r.access_key.clone() else {
             continue;
         };
@@ -485,7 +541,18 @@ pub async fn run(lake_dir: &Path) -> Result<String, DemoError> {
         ),
         ..HandlerConfig::default()
     };
-    let handler = Handler::new(config, lake.clone(), LakeSessionStore::new(lake.clone()));
+    let config = HandlerConfig {
+        rules: Arc::new(
+            transformer::sigma::RuleSet::from_files(schemas::SHIPPED_RULES.iter().copied())
+                .map_err(|e| DemoError::Rules(e.to_string()))?,
+        ),
+        ..config
+    };
+    // what EventBridge would carry to the SNS topic, as files
+    let handler = Handler::new(config, lake.clone(), LakeSessionStore::new(lake.clone()))
+        .with_alerts(transformer::alerts::DirAlerts {
+            dir: lake_dir.join("alerts"),
+        });
     let batches = generate();
     let mut total = Metrics::default();
     let started = std::time::Instant::now();
@@ -521,6 +588,49 @@ async fn report(
     let _ = writeln!(o, "  attribution at ingest: {} resolved, {} pending, {} ambiguous, {} not applicable (Kubernetes identities)",
         m.attribution_resolved, m.attribution_pending, m.attribution_ambiguous, m.attribution_not_applicable);
     let _ = writeln!(o, "  {pending_at_ingest} events were pending at ingest (CloudTrail lands ~5 min later); {late} resolve now through the view, the rest have no STS record\n");
+
+    // the findings first: what happened, where, and who (the person, not the session)
+    let mut findings = finding_rows(&read_table(root, "findings")?);
+    late_attribution_of(findings.iter_mut().map(|f| &mut f.event), &index);
+    let rules_fired: std::collections::BTreeSet<&str> =
+        findings.iter().map(|f| f.rule_title.as_str()).collect();
+    let _ = writeln!(
+        o,
+        "Findings: {} from {} of the shipped detection rules; {} alerts at high or above in {}/alerts/ (what EventBridge would send to the SNS topic).",
+        m.findings,
+        rules_fired.len(),
+        m.alerts_published,
+        root.display()
+    );
+    let _ = writeln!(o, "Findings of medium severity and above, one line per rule, cluster and person (first time, count), who did it:");
+    // one line per (rule, cluster, person), first time, count
+    let mut grouped: Vec<(String, String, String, &FindingRow, usize)> = Vec::new();
+    for f in findings.iter().filter(|f| severity_rank(&f.severity) >= 2) {
+        let key = (f.rule_title.clone(), f.event.cluster.clone(), who(&f.event));
+        match grouped
+            .iter_mut()
+            .find(|g| g.0 == key.0 && g.1 == key.1 && g.2 == key.2)
+        {
+            Some(g) => g.4 += 1,
+            None => grouped.push((key.0, key.1, key.2, f, 1)),
+        }
+    }
+    for (title, cluster, who, f, n) in &grouped {
+        let times = if *n > 1 {
+            format!(" (x{n})")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            o,
+            "  {} {:<8} {:<9} {title}{times}\n     by {who} from {}",
+            hhmm(f.event.event_ms),
+            f.severity,
+            cluster,
+            f.event.source_ip
+        );
+    }
+    let _ = writeln!(o);
 
     let _ = writeln!(
         o,
