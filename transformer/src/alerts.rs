@@ -28,6 +28,12 @@ pub const DETAIL_TYPE: &str = "EKS Audit Finding";
 /// Longest text field of an alert (request URIs and user agents are client-chosen):
 /// the whole finding is in the lake; an alert must stay far below EventBridge's 256 KB.
 pub const MAX_FIELD: usize = 2048;
+/// Alerts one account may raise per batch. A member account controls its events: one
+/// that sends 30 000 events matching a rule must not make every batch (and so the
+/// honest accounts' records in it) spend its time in `PutEvents` or flood the topic.
+/// Past the cap, one summary alert per account says how many findings were not sent;
+/// every finding is still in the `findings` table.
+pub const MAX_ALERTS_PER_ACCOUNT: usize = 100;
 
 /// One alert: the finding's id and its columns as the event's `Detail` (JSON).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,11 +264,25 @@ pub fn build<'x, A: AsRef<Attribution<'x>>>(
     min: Severity,
 ) -> Vec<Alert> {
     let mut out = Vec::new();
+    // per account: alerts sent, findings held back, their highest severity, first time
+    let mut per: std::collections::BTreeMap<&str, (usize, usize, Severity, i64)> =
+        Default::default();
     for h in hits {
         let rule = &rules.rules[h.rule as usize];
         if rule.severity < min {
             continue;
         }
+        let acct = rows[h.row as usize].stamp.account_id;
+        let e = per
+            .entry(acct)
+            .or_insert((0, 0, Severity::Informational, i64::MAX));
+        if e.0 >= MAX_ALERTS_PER_ACCOUNT {
+            e.1 += 1;
+            e.2 = e.2.max(rule.severity);
+            e.3 = e.3.min(rows[h.row as usize].event_ms);
+            continue;
+        }
+        e.0 += 1;
         let r = &rows[h.row as usize];
         let a = attributions[h.row as usize].as_ref();
         let e = &r.event;
@@ -329,6 +349,26 @@ pub fn build<'x, A: AsRef<Attribution<'x>>>(
             finding_id,
             severity: rule.severity,
             event_ms: r.event_ms,
+        });
+    }
+    for (acct, (_, held, severity, first_ms)) in per {
+        if held == 0 {
+            continue;
+        }
+        let detail = serde_json::json!({
+            "principal_name": null,
+            "summary": format!("{held} more findings in account {acct} in this batch were not sent as alerts (at most {MAX_ALERTS_PER_ACCOUNT} per account per batch): query the findings table"),
+            "rule_title": "Alert limit reached",
+            "severity": severity.as_str(),
+            "account_id": acct,
+            "findings_not_sent": held,
+            "event_time": resolver::time::iso_ms(first_ms),
+        });
+        out.push(Alert {
+            finding_id: format!("limit-{acct}-{first_ms}"),
+            severity,
+            event_ms: first_ms,
+            detail: detail.to_string(),
         });
     }
     out

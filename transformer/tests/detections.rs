@@ -308,3 +308,54 @@ fn the_rule_index_skips_only_rules_that_cannot_match() {
     assert!(!got.is_empty());
     assert_eq!(got, brute);
 }
+
+/// A member account that sends thousands of matching events cannot flood the alert
+/// topic or hold every batch in `PutEvents`: at most MAX_ALERTS_PER_ACCOUNT alerts per
+/// account per batch plus one summary; every finding is still written; the honest
+/// account's alert is sent.
+#[tokio::test]
+async fn a_flooding_account_is_capped_and_summarised_the_honest_one_is_not() {
+    use transformer::alerts::MAX_ALERTS_PER_ACCOUNT;
+    let (h, lake, _) = handler(config());
+    let h = h.with_alerts(MemoryAlerts::default());
+    let flood: Vec<String> = (0..MAX_ALERTS_PER_ACCOUNT + 50)
+        .map(|i| exec_event(&format!("f{i}")))
+        .collect();
+    let honest = audit_record("r2", "444455556666", "prod", &[exec_event("honest")]);
+    let out = h
+        .process(
+            &[audit_record("r1", "666677778888", "prod", &flood), honest],
+            Some("us-east-1"),
+            now(),
+        )
+        .await
+        .unwrap();
+    let alerts = h.alerts().alerts();
+    let of = |acct: &str| {
+        alerts
+            .iter()
+            .filter(|a| a.detail.contains(&format!("\"account_id\":\"{acct}\"")))
+            .count()
+    };
+    assert_eq!(
+        of("666677778888"),
+        MAX_ALERTS_PER_ACCOUNT + 1,
+        "the cap and one summary"
+    );
+    let summary = alerts
+        .iter()
+        .find(|a| a.detail.contains("Alert limit reached"))
+        .unwrap();
+    let d: Value = serde_json::from_str(&summary.detail).unwrap();
+    assert!(d["findings_not_sent"].as_u64().unwrap() >= 50);
+    assert!(
+        of("444455556666") >= 1,
+        "the honest account's alert is sent"
+    );
+    let written = rows(&table(&lake, "findings")).len() as u64;
+    assert_eq!(written, out.metrics.findings);
+    assert!(
+        written as usize > MAX_ALERTS_PER_ACCOUNT + 50,
+        "every finding is written"
+    );
+}
