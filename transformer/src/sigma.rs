@@ -249,10 +249,6 @@ impl PathTrie {
             .find(|(k, _)| k == key)
             .map(|(_, c)| *c)
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.nodes[0].children.is_empty()
-    }
 }
 
 /// The body paths of a rule set: one trie per body, ids in order of first use.
@@ -414,20 +410,6 @@ const LISTS: &[(&str, List, &str)] = &[
     ),
     ("sourceIPs", List::SourceIps, "source_ips"),
 ];
-
-/// The Sigma field names rules may use (for error messages and the README).
-pub fn field_names() -> impl Iterator<Item = &'static str> {
-    SCALARS
-        .iter()
-        .map(|s| s.0)
-        .chain(LISTS.iter().map(|l| l.0))
-        .chain([
-            "user.extra.<key>",
-            "annotations.<key>",
-            "requestObject.<path>",
-            "responseObject.<path>",
-        ])
-}
 
 impl Field {
     pub fn parse(name: &str) -> Option<Field> {
@@ -1235,29 +1217,26 @@ impl<'t> CondParser<'t> {
     }
 
     fn or(&mut self) -> Result<Cond, String> {
-        let mut v = vec![self.and()?];
-        while self.peek().is_some_and(|t| t.eq_ignore_ascii_case("or")) {
-            self.at += 1;
-            v.push(self.and()?);
-        }
-        Ok(if v.len() == 1 {
-            v.remove(0)
-        } else {
-            Cond::Or(v)
-        })
+        self.chain("or", Self::and, Cond::Or)
     }
 
     fn and(&mut self) -> Result<Cond, String> {
-        let mut v = vec![self.not()?];
-        while self.peek().is_some_and(|t| t.eq_ignore_ascii_case("and")) {
+        self.chain("and", Self::not, Cond::And)
+    }
+
+    /// `operand (keyword operand)*`, one operand alone as itself.
+    fn chain(
+        &mut self,
+        keyword: &str,
+        operand: fn(&mut Self) -> Result<Cond, String>,
+        node: fn(Vec<Cond>) -> Cond,
+    ) -> Result<Cond, String> {
+        let mut v = vec![operand(self)?];
+        while self.peek().is_some_and(|t| t.eq_ignore_ascii_case(keyword)) {
             self.at += 1;
-            v.push(self.not()?);
+            v.push(operand(self)?);
         }
-        Ok(if v.len() == 1 {
-            v.remove(0)
-        } else {
-            Cond::And(v)
-        })
+        Ok(if v.len() == 1 { v.remove(0) } else { node(v) })
     }
 
     fn not(&mut self) -> Result<Cond, String> {
