@@ -71,8 +71,13 @@ def main(out: pathlib.Path) -> None:
         write(out, "sigma", f.read_bytes())
     for f in sorted((rules / "tests").glob("*.json")):
         t = json.loads(f.read_text())
+        # aws/cloudtrail rules' events are EKS API calls: the cloudtrail target
+        target = "cloudtrail" if f.name.startswith("eks_api_") else "audit"
         for ev in t.get("positive", []) + t.get("negative", []):
-            write(out, "audit", json.dumps(ev, separators=(",", ":")).encode())
+            write(out, target, json.dumps(ev, separators=(",", ":")).encode())
+    # every EKS API call shape (tests/fixtures/cloudtrail_eks), for the cloudtrail target
+    for f in sorted((ROOT / "tests" / "fixtures" / "cloudtrail_eks").rglob("*.json")):
+        write(out, "cloudtrail", json.dumps(json.loads(f.read_text()), separators=(",", ":")).encode())
     # part_file: its seeds are the real lake files under regressions/part_file (an
     # ingest file, a compacted file), which the run passes as a second corpus
     (out / "part_file").mkdir(parents=True, exist_ok=True)

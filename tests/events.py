@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import itertools
+import urllib.parse
 
 _seq = itertools.count(1)
 
@@ -28,8 +29,28 @@ def audit_envelope(owner: str, cluster: str, messages: list[str]) -> bytes:
     return envelope(owner, f"/aws/eks/{cluster}/cluster", "kube-apiserver-audit-0a1b", messages)
 
 
-def trail_envelope(events: list[dict]) -> bytes:
-    return envelope("999999999999", "aws-cloudtrail-logs-o-x", "o-x_CloudTrail_us-east-1", [json.dumps(e) for e in events])
+# the organisation trail's log group (trusted by support.TRUSTED_TRAILS)
+TRAIL_OWNER, TRAIL_GROUP, TRAIL_STREAM = "999999999999", "aws-cloudtrail-logs-o-x", "o-x_CloudTrail_us-east-1"
+
+
+def trail_envelope(events: list[dict], stream: str = TRAIL_STREAM, owner: str = TRAIL_OWNER,
+                   group: str = TRAIL_GROUP) -> bytes:
+    return envelope(owner, group, stream, [json.dumps(e) for e in events])
+
+
+def eks_call_target(record: dict) -> str | None:
+    """The principal an EKS API call grants or changes access for, as a reader of the
+    CloudTrail record finds it: a Pod Identity association's role (an add-on's); else the access
+    entry's principal, from the response when it names it (unencoded), else the request's
+    (a URI member, percent-encoded)."""
+    req, resp = record.get("requestParameters") or {}, record.get("responseElements") or {}
+    if record["eventName"].endswith("PodIdentityAssociation"):
+        return req.get("roleArn") or (resp.get("association") or {}).get("roleArn")
+    if record["eventName"].endswith("Addon"):  # the add-on's first Pod Identity role, else its IRSA role
+        first = (req.get("podIdentityAssociations") or [{}])[0]
+        return first.get("roleArn") or req.get("serviceAccountRoleArn")
+    arn = resp.get("principalArn") or (resp.get("accessEntry") or {}).get("principalArn") or req.get("principalArn")
+    return urllib.parse.unquote(arn) if arn else None
 
 
 def firehose_event(payloads: list[bytes], region: str = "us-east-1") -> dict:

@@ -2,14 +2,15 @@
 
 The tables are DuckDB views over the lake's Parquet files (hive partitioning gives the
 `dt` column, as partition projection does in Athena), and the checked-in Athena DDL of
-the `eks_audit_attributed` and `findings_attributed` views are run as written, after a
-thin dialect shim for the few constructs DuckDB spells differently. The SQL files
-themselves stay Athena SQL.
+the `eks_audit_attributed`, `findings_attributed` and `eks_api_events_attributed` views
+are run as written, after a thin dialect shim for the few constructs DuckDB spells
+differently. The SQL files themselves stay Athena SQL.
 
 The detection rules' retro-hunt SQL (`auditlake rules sql`) reads nested request and
-response objects with one Trino construct DuckDB lacks (an SQL/JSON lax path query); it
-is rewritten into a call of `lax_values`, a Python function registered on the
-connection that implements the lax semantics independently of the Rust evaluator.
+response objects (for CloudTrail rules: `request_parameters` and `response_elements`)
+with one Trino construct DuckDB lacks (an SQL/JSON lax path query); it is rewritten into
+a call of `lax_values`, a Python function registered on the connection that implements
+the lax semantics independently of the Rust evaluator.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import re
 import duckdb
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+TABLES = ("eks_audit", "sts_sessions", "findings", "eks_api_events")
+VIEWS = ("eks_audit_attributed", "findings_attributed", "eks_api_events_attributed")
 ATHENA = ROOT / "schemas" / "athena"
 QUERIES = ROOT / "schemas" / "queries"
 
@@ -38,6 +41,10 @@ SHIM = [
     (re.compile(r"\barray_join\(", re.I), "array_to_string("),
     # Trino's element_at(map, key) is the value (NULL when absent); DuckDB's is a list
     (re.compile(r"\belement_at\(", re.I), "map_extract_value("),
+    (re.compile(r"\bregexp_split\(", re.I), "regexp_split_to_array("),
+    # MySQL-style date_format specifiers: minutes are %i and seconds %s (strftime: %M, %S)
+    (re.compile(r"\bdate_format\(([^,()]+), '([^']*)'\)", re.I),
+     lambda m: f"strftime({m[1]}, '{m[2].replace('%i', '%M').replace('%s', '%S')}')"),
 ]
 
 
@@ -150,12 +157,14 @@ def parquet_glob(lake: pathlib.Path, table: str) -> str:
 
 
 def connect(lake: pathlib.Path | str) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with eks_audit, sts_sessions, findings, eks_audit_attributed,
-    findings_attributed and the lax_values function of the rules' SQL."""
+    """A DuckDB connection with the lake's tables (eks_audit, sts_sessions, findings,
+    eks_api_events; a table without files is an empty view with the DDL's columns), the
+    attributed views (eks_audit_attributed, findings_attributed, eks_api_events_attributed)
+    and the lax_values function of the rules' SQL."""
     lake = pathlib.Path(lake)
     con = duckdb.connect()
     register_functions(con)
-    for table in ("eks_audit", "sts_sessions", "findings"):
+    for table in TABLES:
         files = list((lake / table).rglob("*.parquet"))
         if files:
             con.execute(
@@ -167,7 +176,7 @@ def connect(lake: pathlib.Path | str) -> duckdb.DuckDBPyConnection:
             cols = ddl_columns(table)
             body = ", ".join(f'CAST(NULL AS {duck_type(t)}) AS "{n}"' for n, t in cols)
             con.execute(f"CREATE VIEW {table} AS SELECT {body}, CAST(NULL AS VARCHAR) AS dt WHERE false")
-    for view in ("eks_audit_attributed", "findings_attributed"):
+    for view in VIEWS:
         con.execute(athena_to_duckdb((ATHENA / f"{view}.sql").read_text()))
     return con
 
@@ -185,6 +194,7 @@ def duck_type(hive: str) -> str:
     return {
         "string": "VARCHAR",
         "int": "INTEGER",
+        "boolean": "BOOLEAN",
         "timestamp": "TIMESTAMP WITH TIME ZONE",
         "array<string>": "VARCHAR[]",
         "map<string,string>": "MAP(VARCHAR, VARCHAR)",
@@ -201,7 +211,7 @@ def rows(con: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[dict]:
 def main(argv: list[str]) -> int:
     """`python3 tests/lakesql.py LAKE (FILE.sql | --sql SQL) [PARAM...]`: run Athena SQL (a
     saved playbook query, a rule's `auditlake rules sql`, or any SQL over eks_audit,
-    sts_sessions, findings and their attributed views)
+    sts_sessions, findings, eks_api_events and their attributed views)
     on a local lake with DuckDB and print the rows. PARAMs bind the `?` in order."""
     if len(argv) < 2:
         print(main.__doc__)

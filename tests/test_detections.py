@@ -1,7 +1,8 @@
 """Detections as users see them: the shipped Sigma pack's test events through the real
-handler (`auditlake ingest`), the `findings` table and `eks_audit.detections` read back
-with DuckDB and pyarrow, the rules' retro-hunt SQL (`auditlake rules sql`) run on DuckDB
-against what ingest found, late attribution of findings (`findings_attributed`), alerts
+handler (`auditlake ingest`; the `aws/cloudtrail` rules' CloudTrail records in the trusted
+organisation trail's envelope), the `findings` table, `eks_audit.detections` and
+`eks_api_events.detections` read back with DuckDB and pyarrow, the rules' retro-hunt SQL
+(`auditlake rules sql`) run on DuckDB against what ingest found, late attribution of findings (`findings_attributed`), alerts
 through EventBridge on moto into an SQS queue and into a local directory, rule files
 that must fail start, an operator's own rules (directory and S3), and the rules CLI."""
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import pathlib
 import re
 import time
+import urllib.parse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -28,6 +30,10 @@ RULE_FILES = sorted(PACK.glob("*.yml"))
 A = "111122223333"
 LEVELS = ["informational", "low", "medium", "high", "critical"]
 KEY = ("rule_id", "log_group", "log_stream", "cwl_event_id")
+# the `|expand` placeholders a tests file may give values for, and the setting that does
+PLACEHOLDER_ENV = {"org_accounts": "AUDITLAKE_ORG_ACCOUNTS"}
+# what `auditlake demo` sets AUDITLAKE_ORG_ACCOUNTS to (its four accounts)
+DEMO_ENV = {"AUDITLAKE_ORG_ACCOUNTS": "111111111111,222222222222,333333333333,444444444444"}
 
 
 def cli(auditlake, *args, env=None, check=True, input=None):
@@ -59,6 +65,29 @@ def read_cases(path: pathlib.Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def is_trail_rule(rule: dict) -> bool:
+    """An `aws/cloudtrail` rule: its test events are CloudTrail records of EKS API calls."""
+    src = rule.get("logsource") or {}
+    return (src.get("product"), src.get("service")) == ("aws", "cloudtrail")
+
+
+def event_key(rule: dict, e: dict):
+    """A test event's id, as findings.audit_id holds it: a CloudTrail record's eventID, an
+    audit event's auditID."""
+    return e.get("eventID") if is_trail_rule(rule) else e.get("auditID")
+
+
+def pack_env(pack: dict) -> dict[str, str]:
+    """The settings the tests files' placeholders ask for (the union of their values),
+    e.g. AUDITLAKE_ORG_ACCOUNTS for `%org_accounts%`: one ingest serves every file."""
+    values: dict[str, set] = {}
+    for _, cases in pack.values():
+        for name, vals in ((cases or {}).get("placeholders") or {}).items():
+            assert name in PLACEHOLDER_ENV, f"placeholder {name!r}: no setting known to give it values"
+            values.setdefault(name, set()).update(vals)
+    return {PLACEHOLDER_ENV[n]: ",".join(sorted(v)) for n, v in sorted(values.items())}
+
+
 @pytest.fixture(scope="module")
 def pack():
     """The pack as it is now: stem -> (rule, tests or None). The tests files are read once,
@@ -66,27 +95,38 @@ def pack():
     return {p.stem: (rule_yaml(p), read_cases(PACK_TESTS / f"{p.stem}.json")) for p in RULE_FILES}
 
 
-def write_pack_payloads(pack: dict, into: pathlib.Path, stems=None) -> dict[str, str]:
-    """One gzip CloudWatch Logs payload per rule (cluster `rules-<n>`), positives then
-    negatives. Returns stem -> cluster."""
+def write_pack_payloads(pack: dict, into: pathlib.Path, stems=None) -> dict[str, dict]:
+    """One gzip CloudWatch Logs payload per rule, positives then negatives: a cluster's
+    audit log group (cluster `rules-<n>`) for a kubernetes/audit rule, a stream of the
+    trusted organisation trail's log group (`o-x_CloudTrail_rules-<n>`) for an
+    aws/cloudtrail rule. Returns stem -> {cluster (None for a trail), log_group, log_stream}."""
     into.mkdir(parents=True, exist_ok=True)
-    clusters = {}
-    for n, (stem, (_, cases)) in enumerate(sorted(pack.items())):
+    where = {}
+    for n, (stem, (rule, cases)) in enumerate(sorted(pack.items())):
         if cases is None or (stems is not None and stem not in stems):
             continue
-        msgs = [json.dumps(e) for e in cases["positive"] + cases["negative"]]
-        clusters[stem] = f"rules-{n}"
-        (into / f"{stem}.gz").write_bytes(E.gz(E.audit_envelope(A, clusters[stem], msgs)))
-    return clusters
+        events = cases["positive"] + cases["negative"]
+        if is_trail_rule(rule):
+            where[stem] = {"cluster": None, "log_group": E.TRAIL_GROUP, "log_stream": f"o-x_CloudTrail_rules-{n}"}
+            payload = E.trail_envelope(events, stream=where[stem]["log_stream"])
+        else:
+            cluster = f"rules-{n}"
+            where[stem] = {"cluster": cluster, "log_group": f"/aws/eks/{cluster}/cluster",
+                           "log_stream": "kube-apiserver-audit-0a1b"}
+            payload = E.audit_envelope(A, cluster, [json.dumps(e) for e in events])
+        (into / f"{stem}.gz").write_bytes(E.gz(payload))
+    return where
 
 
 @pytest.fixture(scope="module")
 def pack_lake(auditlake, pack, tmp_path_factory):
-    """Every rule's positive and negative events, one payload file per rule, in ONE ingest."""
+    """Every rule's positive and negative events, one payload file per rule, in ONE ingest
+    (with the placeholders' settings)."""
     base = tmp_path_factory.mktemp("pack")
-    clusters = write_pack_payloads(pack, base / "in")
-    r = cli(auditlake, "ingest", "--lake", base / "lake", base / "in")
-    return {"lake": base / "lake", "inputs": base / "in", "clusters": clusters, "stderr": r.stderr.decode()}
+    where = write_pack_payloads(pack, base / "in")
+    env = pack_env(pack)
+    r = cli(auditlake, "ingest", "--lake", base / "lake", base / "in", env=env)
+    return {"lake": base / "lake", "inputs": base / "in", "where": where, "env": env, "stderr": r.stderr.decode()}
 
 
 def emf(stderr: str) -> dict:
@@ -121,26 +161,42 @@ def test_every_rule_has_positive_and_negative_events():
             problems.append(f"{p.name}: no tests file tests/{t.name}")
             continue
         cases = json.loads(t.read_text())
+        id_field = "eventID" if is_trail_rule(rule) else "auditID"
         for kind in ("positive", "negative"):
             events = cases.get(kind)
             if not isinstance(events, list) or not events:
                 problems.append(f"tests/{t.name}: no {kind} event")
                 continue
             for e in events:
-                aid = e.get("auditID")
+                aid = e.get(id_field)
                 if not aid or aid in audit_ids:
-                    problems.append(f"tests/{t.name}: auditID {aid!r} missing or also in {audit_ids.get(aid)}")
+                    problems.append(f"tests/{t.name}: {id_field} {aid!r} missing or also in {audit_ids.get(aid)}")
                 audit_ids[aid] = t.name
+                if is_trail_rule(rule) and e.get("eventSource") != "eks.amazonaws.com" and kind == "positive":
+                    problems.append(f"tests/{t.name}: positive {aid} is not an EKS API call")
+        for name in cases.get("placeholders") or {}:
+            if name not in PLACEHOLDER_ENV:
+                problems.append(f"tests/{t.name}: placeholder {name!r} has no setting")
     orphans = sorted({t.stem for t in PACK_TESTS.glob("*.json")} - {p.stem for p in RULE_FILES})
     assert not orphans, f"tests files without a rule: {orphans}"
     assert not problems, "\n".join(problems)
 
 
+def placeholders_of(path: pathlib.Path) -> list[str]:
+    """The `%name%` placeholders a rule file's `|expand` values name."""
+    return sorted(set(re.findall(r"\|expand:\s*'?%(\w+)%", path.read_text())))
+
+
+OFF_WITHOUT_ORG = ("OFF: placeholder %org_accounts% has no values (see schemas/rules/README.md); "
+                   "set AUDITLAKE_ORG_ACCOUNTS")
+
+
 def test_rules_list_shows_every_shipped_rule_as_its_yaml_says(auditlake):
-    r = cli(auditlake, "rules", "list")
+    r = cli(auditlake, "rules", "list", env={"AUDITLAKE_ORG_ACCOUNTS": ""})
     lines = r.stdout.decode().splitlines()
     assert len(lines) == len(RULE_FILES), lines
-    assert f"{len(RULE_FILES)} rules" in r.stderr.decode()
+    off = [p for p in RULE_FILES if placeholders_of(p)]
+    assert f"{len(RULE_FILES)} rules ({len(off)} off)" in r.stderr.decode()
     by_name = {}
     for line in lines:
         level, name, rid, *_ = line.split()
@@ -149,21 +205,87 @@ def test_rules_list_shows_every_shipped_rule_as_its_yaml_says(auditlake):
         rule = rule_yaml(p)
         level, rid, line = by_name[rule["name"]]
         assert (level, rid) == (rule["level"], rule["id"]), line
-        # then the techniques (comma-separated, none for a rule without), the title, the file
+        # then the logsource, the techniques (comma-separated, none for a rule without), the
+        # title, the file, and why the rule is off (a placeholder without values), if it is
         rest = line.split(rid, 1)[1].strip()
+        src = f"{rule['logsource']['product']}/{rule['logsource']['service']}"
         tech = ",".join(techniques(rule))
-        assert re.fullmatch(rf"{re.escape(tech)}\s*{re.escape(rule['title'])} \({re.escape(p.name)}\)", rest), line
+        why = f" {re.escape(OFF_WITHOUT_ORG)}" if placeholders_of(p) else ""
+        assert re.fullmatch(rf"{re.escape(src)}\s+{re.escape(tech)}\s*{re.escape(rule['title'])} "
+                            rf"\({re.escape(p.name)}\){why}", rest), line
+
+
+def test_rules_list_marks_the_outside_organisation_rule_off_until_org_accounts_are_set(auditlake, tmp_path):
+    name = "eks_api_access_entry_outside_organisation"
+    assert placeholders_of(PACK / f"{name}.yml") == ["org_accounts"]
+
+    def listed(value):
+        r = cli(auditlake, "rules", "list", env={"AUDITLAKE_ORG_ACCOUNTS": value})
+        lines = r.stdout.decode().splitlines()
+        return [x for x in lines if x.split()[1] == name], [x for x in lines if " OFF: " in x], r.stderr.decode()
+
+    for unset in ("", " , "):
+        mine, off, err = listed(unset)
+        assert len(mine) == 1 and mine[0].endswith(f"({name}.yml) {OFF_WITHOUT_ORG}"), mine
+        assert off == mine and f"{len(RULE_FILES)} rules (1 off)" in err, (off, err)
+    for value in ("111122223333", "111122223333, 444455556666,111122223333"):
+        mine, off, err = listed(value)
+        assert len(mine) == 1 and mine[0].endswith(f"({name}.yml)"), mine
+        assert off == [] and f"{len(RULE_FILES)} rules (0 off)" in err, (off, err)
+    # off, ingest raises nothing for it; with the organisation's accounts, each positive fires
+    cases = read_cases(PACK_TESTS / f"{name}.json")
+    (tmp_path / "in.json").write_bytes(E.trail_envelope(cases["positive"] + cases["negative"]))
+    for value, want in (("", []), (",".join(cases["placeholders"]["org_accounts"]), sorted(e["eventID"] for e in cases["positive"]))):
+        lake = tmp_path / f"lake-{len(want)}"
+        cli(auditlake, "ingest", "--lake", lake, tmp_path / "in.json", env={"AUDITLAKE_ORG_ACCOUNTS": value})
+        assert sorted(f["audit_id"] for f in findings_rows(lake, f"rule_name = '{name}'")) == want, value
+    # a value that is not a list of account ids fails start, naming the variable and the entry
+    for bad, entry in (("abc", 'entry 0 ("abc")'), ("111122223333,1111222233334", 'entry 1 ("1111222233334")'),
+                       ("111122223333;444455556666", 'entry 0 ("111122223333;444455556666")'),
+                       ("arn:aws:iam::111122223333:root", "entry 0")):
+        for args in (["rules", "list"], ["rules", "sql"], ["ingest", "--lake", tmp_path / "lake", tmp_path / "in.json"]):
+            r = cli(auditlake, *args, env={"AUDITLAKE_ORG_ACCOUNTS": bad}, check=False)
+            err = r.stderr.decode()
+            assert r.returncode == 2 and r.stdout == b"", (args, bad, r.returncode, err)
+            assert err.startswith("auditlake: AUDITLAKE_ORG_ACCOUNTS: ") and len(err.strip().splitlines()) == 1, err
+            assert entry in err and "12-digit account id" in err, err
+        assert not (tmp_path / "lake").exists(), "nothing may be written with a bad setting"
 
 
 # ---- 2. the pack's events through the real handler --------------------------------------
 
 def test_pack_events_are_ingested_once_and_parsed(pack, pack_lake):
     con = lakesql.connect(pack_lake["lake"])
-    n = sum(len(c["positive"]) + len(c["negative"]) for _, c in pack.values() if c)
+    n = sum(len(c["positive"]) + len(c["negative"]) for r, c in pack.values() if c and not is_trail_rule(r))
     got = lakesql.rows(con, "SELECT parse_status, count(*) AS n, count(DISTINCT audit_id) AS d FROM eks_audit GROUP BY 1")
     assert got == [{"parse_status": "ok", "n": n, "d": n}], "every test event must reach the rules as a parsed event"
+    # every CloudTrail record of an EKS call that changes something is an eks_api_events
+    # row (read calls, readOnly, are not rows: they grant nothing)
+    calls = sorted(e["eventID"] for r, c in pack.values() if c and is_trail_rule(r) for e in c["positive"] + c["negative"]
+                   if e.get("eventSource") == "eks.amazonaws.com" and not e.get("readOnly"))
+    assert calls
+    assert sorted(r["event_id"] for r in lakesql.rows(con, "SELECT event_id FROM eks_api_events")) == calls
     total = lakesql.rows(con, "SELECT count(*) AS n FROM findings")[0]["n"]
     assert emf(pack_lake["stderr"])["findings"] == total > 0
+    assert lakesql.rows(con, "SELECT DISTINCT source_table FROM findings ORDER BY 1") == [
+        {"source_table": "eks_api_events"}, {"source_table": "eks_audit"}]
+
+
+def expected_finding(rule: dict, e: dict, where: dict) -> dict:
+    """The columns a finding of `rule` on test event `e` must have, from the event as sent."""
+    want = {"rule_name": rule["name"], "rule_title": rule["title"], "severity": rule["level"],
+            "mitre_techniques": techniques(rule), "log_group": where["log_group"], "log_stream": where["log_stream"]}
+    if not is_trail_rule(rule):
+        return want | {"source_table": "eks_audit", "cluster": where["cluster"], "account_id": A,
+                       "verb": e.get("verb"), "stage": e.get("stage"), "event_name": None, "target_principal_arn": None}
+    who = e.get("userIdentity") or {}
+    issuer = (who.get("sessionContext") or {}).get("sessionIssuer") or {}
+    return want | {"source_table": "eks_api_events", "event_name": e["eventName"],
+                   "cluster": urllib.parse.unquote((e.get("requestParameters") or {})["name"]),
+                   "account_id": e["recipientAccountId"], "target_principal_arn": E.eks_call_target(e),
+                   "username": who.get("arn"), "aws_arn": who.get("arn"), "aws_access_key_id": who.get("accessKeyId"),
+                   "aws_role_arn": issuer.get("arn"), "source_ip": e.get("sourceIPAddress"), "user_agent": e.get("userAgent"),
+                   "verb": None, "stage": None, "request_uri": None, "object_resource": None, "response_code": None}
 
 
 @pytest.mark.parametrize("stem", [p.stem for p in RULE_FILES])
@@ -176,57 +298,88 @@ def test_pack_rule_fires_on_its_positives_and_not_on_its_negatives(pack, pack_la
     by_audit = {}
     for r in rows:
         by_audit.setdefault(r["audit_id"], []).append(r)
-    cluster = pack_lake["clusters"][stem]
+    where = pack_lake["where"][stem]
     problems = []
     for e in cases["positive"]:
-        got = by_audit.get(e["auditID"], [])
+        key = event_key(rule, e)
+        got = by_audit.get(key, [])
         if len(got) != 1:
-            problems.append(f"positive {e['auditID']}: {len(got)} finding(s) of {stem}")
+            problems.append(f"positive {key}: {len(got)} finding(s) of {stem}")
             continue
         f = got[0]
-        want = {"rule_name": rule["name"], "rule_title": rule["title"], "severity": rule["level"],
-                "mitre_techniques": techniques(rule), "cluster": cluster, "account_id": A,
-                "log_group": f"/aws/eks/{cluster}/cluster", "verb": e.get("verb"), "stage": e.get("stage")}
+        want = expected_finding(rule, e, where)
         have = {k: f[k] for k in want}
         if have != want:
-            problems.append(f"positive {e['auditID']}: {have} != {want}")
+            problems.append(f"positive {key}: {have} != {want}")
         if not re.fullmatch(r"[0-9a-f]{32}", f["finding_id"] or ""):
-            problems.append(f"positive {e['auditID']}: finding_id {f['finding_id']!r} is not 128-bit hex")
+            problems.append(f"positive {key}: finding_id {f['finding_id']!r} is not 128-bit hex")
         if f["event_time"] is None or f["dt"] != f["event_time"].astimezone(dt.timezone.utc).date().isoformat():
-            problems.append(f"positive {e['auditID']}: dt {f['dt']} vs event_time {f['event_time']}")
+            problems.append(f"positive {key}: dt {f['dt']} vs event_time {f['event_time']}")
     for e in cases["negative"]:
-        if e["auditID"] in by_audit:
-            problems.append(f"negative {e['auditID']}: {stem} fired")
+        if event_key(rule, e) in by_audit:
+            problems.append(f"negative {event_key(rule, e)}: {stem} fired")
     assert not problems, f"{stem}:\n" + "\n".join(problems)
-    # eks_audit.detections of each positive holds the rule id
-    dets = {r["audit_id"]: r["detections"] for r in lakesql.rows(
-        con, "SELECT audit_id, detections FROM eks_audit WHERE cluster = ?", [cluster])}
-    missing = [a for a in (e["auditID"] for e in cases["positive"]) if rule["id"] not in (dets.get(a) or [])]
-    assert not missing, f"{stem}: eks_audit.detections lacks {rule['id']} for {missing}"
-    wrongly = [a for a in (e["auditID"] for e in cases["negative"]) if rule["id"] in (dets.get(a) or [])]
-    assert not wrongly, f"{stem}: eks_audit.detections has {rule['id']} for negatives {wrongly}"
+    # the detections column of each positive's row (eks_audit, or eks_api_events for an
+    # EKS API call) holds the rule id
+    table, id_col = ("eks_api_events", "event_id") if is_trail_rule(rule) else ("eks_audit", "audit_id")
+    dets = {r["id"]: r["detections"] for r in lakesql.rows(
+        con, f"SELECT {id_col} AS id, detections FROM {table} WHERE log_group = ? AND log_stream = ?",
+        [where["log_group"], where["log_stream"]])}
+    missing = [a for a in (event_key(rule, e) for e in cases["positive"]) if rule["id"] not in (dets.get(a) or [])]
+    assert not missing, f"{stem}: {table}.detections lacks {rule['id']} for {missing}"
+    wrongly = [a for a in (event_key(rule, e) for e in cases["negative"]) if rule["id"] in (dets.get(a) or [])]
+    assert not wrongly, f"{stem}: {table}.detections has {rule['id']} for negatives {wrongly}"
+
+
+# a finding of an EKS API call: its columns from the eks_api_events row `e` (the others NULL)
+API_FINDING_COLUMNS = {
+    **{c: f"e.{c}" for c in ("event_time", "account_id", "region", "cluster", "log_group", "log_stream", "cwl_event_id",
+                             "event_name", "target_principal_arn", "source_ip", "user_agent", *ATTR)},
+    "source_table": "'eks_api_events'", "audit_id": "e.event_id", "username": "e.caller_arn",
+    "aws_access_key_id": "e.caller_access_key_id", "aws_arn": "e.caller_arn", "aws_role_arn": "e.caller_role_arn",
+    "aws_session_name": "e.caller_session_name",
+}
 
 
 def test_detections_column_and_findings_table_agree_row_for_row(pack_lake):
     con = lakesql.connect(pack_lake["lake"])
-    per_row = lakesql.rows(con, """
-        SELECT e.log_group, e.log_stream, e.cwl_event_id, list_sort(e.detections) AS detections,
-               list_sort(list(f.rule_id) FILTER (WHERE f.rule_id IS NOT NULL)) AS findings
-        FROM eks_audit e LEFT JOIN findings f USING (log_group, log_stream, cwl_event_id)
-        GROUP BY ALL""")
-    assert len(per_row) == lakesql.rows(con, "SELECT count(*) AS n FROM eks_audit")[0]["n"]
-    differ = [r for r in per_row if (r["detections"] or []) != (r["findings"] or [])]
-    assert not differ, differ[:5]
-    # one row per (rule, audit event), finding ids unique
+    for table in ("eks_audit", "eks_api_events"):
+        per_row = lakesql.rows(con, f"""
+            SELECT e.log_group, e.log_stream, e.cwl_event_id, list_sort(e.detections) AS detections,
+                   list_sort(list(f.rule_id) FILTER (WHERE f.rule_id IS NOT NULL)) AS findings
+            FROM {table} e LEFT JOIN findings f USING (log_group, log_stream, cwl_event_id)
+            GROUP BY ALL""")
+        assert len(per_row) == lakesql.rows(con, f"SELECT count(*) AS n FROM {table}")[0]["n"] > 0
+        differ = [r for r in per_row if (r["detections"] or []) != (r["findings"] or [])]
+        assert not differ, (table, differ[:5])
+    # every finding has its event's row, in the table it names
+    orphans = lakesql.rows(con, """SELECT f.source_table, f.audit_id FROM findings f
+        LEFT JOIN eks_audit e ON f.source_table = 'eks_audit' AND (e.log_group, e.log_stream, e.cwl_event_id) = (f.log_group, f.log_stream, f.cwl_event_id)
+        LEFT JOIN eks_api_events a ON f.source_table = 'eks_api_events' AND (a.log_group, a.log_stream, a.cwl_event_id) = (f.log_group, f.log_stream, f.cwl_event_id)
+        WHERE e.cwl_event_id IS NULL AND a.cwl_event_id IS NULL""")
+    assert orphans == []
+    # one row per (rule, event), finding ids unique
     dup = lakesql.rows(con, """SELECT count(*) AS n, count(DISTINCT finding_id) AS ids,
         count(DISTINCT (rule_id, log_group, log_stream, cwl_event_id)) AS keys FROM findings""")[0]
     assert dup["n"] == dup["ids"] == dup["keys"] > 0, dup
     # the findings copy the audit row's columns
-    cols = [n for n, _ in lakesql.ddl_columns("findings") if n not in (
-        "finding_id", "rule_id", "rule_name", "rule_title", "severity", "mitre_techniques", "ingest_time")]
+    audit_cols = {n for n, _ in lakesql.ddl_columns("eks_audit")}
+    own = ("finding_id", "rule_id", "rule_name", "rule_title", "severity", "mitre_techniques", "ingest_time")
+    cols = [n for n, _ in lakesql.ddl_columns("findings") if n not in own and n in audit_cols]
     off = lakesql.rows(con, f"""SELECT f.finding_id FROM findings f JOIN eks_audit e USING (log_group, log_stream, cwl_event_id)
-        WHERE {' OR '.join(f'f.{c} IS DISTINCT FROM e.{c}' for c in cols)}""")
+        WHERE {' OR '.join(f'f.{c} IS DISTINCT FROM e.{c}' for c in cols)}
+           OR f.source_table <> 'eks_audit' OR f.event_name IS NOT NULL OR f.target_principal_arn IS NOT NULL""")
     assert off == []
+    # ... and an EKS API call's finding copies its eks_api_events row's (the caller as the
+    # audit columns name an AWS identity); the Kubernetes request columns stay NULL
+    null = [n for n, _ in lakesql.ddl_columns("findings") if n not in own and n not in API_FINDING_COLUMNS]
+    api = lakesql.rows(con, f"""SELECT f.*, {', '.join(f'{e} AS want_{c}' for c, e in API_FINDING_COLUMNS.items())}
+        FROM findings f JOIN eks_api_events e USING (log_group, log_stream, cwl_event_id)""")
+    assert api and len(api) == lakesql.rows(con, "SELECT count(*) AS n FROM findings WHERE source_table = 'eks_api_events'")[0]["n"]
+    for f in api:
+        wrong = {c: (f[c], f[f"want_{c}"]) for c in API_FINDING_COLUMNS if f[c] != f[f"want_{c}"]}
+        wrong |= {c: f[c] for c in null if f[c] not in (None, [])}
+        assert not wrong, (f["rule_name"], f["audit_id"], wrong)
 
 
 def test_findings_files_layout_and_schema_with_pyarrow(pack_lake):
@@ -257,7 +410,7 @@ def test_a_repeated_ingest_rewrites_the_same_findings_and_alerts(auditlake, pack
     the same objects with the same finding ids, and writes the same alert files."""
     lake, alerts = tmp_path / "lake", tmp_path / "alerts"
     alerts.mkdir()
-    env = {"AUDITLAKE_ALERT_BUS": f"file://{alerts}"}
+    env = {"AUDITLAKE_ALERT_BUS": f"file://{alerts}", **pack_lake["env"]}
     snaps = []
     for _ in range(2):
         cli(auditlake, "ingest", "--lake", lake, pack_lake["inputs"], env=env)
@@ -280,21 +433,33 @@ def split_statements(sql: str) -> list[tuple[str, str, str, str]]:
     out = []
     for i, h in enumerate(heads):
         chunk = sql[h.start(): heads[i + 1].start() if i + 1 < len(heads) else len(sql)].strip()
-        assert chunk.endswith(";") and chunk.count(";") == 1, chunk[-300:]
+        code = "\n".join(line for line in chunk.splitlines() if not line.startswith("--"))
+        assert chunk.endswith(";") and code.count(";") == 1, chunk[-300:]
         out.append((h[1], h[2], h[3], chunk[:-1]))
     return out
 
 
-def retro_hunt(auditlake, lake, *args, env=None) -> list[dict]:
+def retro_hunt(auditlake, lake, *args, env=None, include_off=False) -> list[dict]:
+    """Every rule's `auditlake rules sql` statement on DuckDB over the lake's attributed
+    views; not those of rules off at ingest (a placeholder without values), unless
+    include_off. An aws/cloudtrail rule's rows name the call by event_id: as audit_id
+    too, as its findings do."""
     con = lakesql.connect(lake)
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET enable_progress_bar = false")
     lakesql.materialize(con, "eks_audit_attributed")
+    lakesql.materialize(con, "eks_api_events_attributed")
     out = []
     for name, _, _, stmt in split_statements(cli(auditlake, "rules", "sql", *args, env=env).stdout.decode()):
+        if "\n-- off at ingest: " in stmt and not include_off:
+            continue
         duck = lakesql.athena_to_duckdb(stmt)
         assert "json_query" not in duck and "transform(" not in duck, f"{name}: a lax path the shim does not know:\n{stmt}"
-        out += lakesql.rows(con, stmt)
+        for r in lakesql.rows(con, stmt):
+            if "audit_id" not in r:
+                assert "FROM eks_api_events_attributed" in stmt, name
+                r["audit_id"] = r["event_id"]
+            out.append(r)
     return out
 
 
@@ -310,26 +475,44 @@ def assert_retro_hunt_equals_findings(auditlake, lake, *args, env=None):
         f"SQL only: {[(got[k]['rule_name'], got[k]['audit_id']) for k in sql_only][:20]}\n"
         f"ingest only: {[(found[k]['rule_name'], found[k]['audit_id']) for k in ingest_only][:20]}")
     cols = ["rule_name", "rule_title", "severity", "mitre_techniques", "audit_id", "account_id", "cluster", "dt",
+            "event_time", "source_ip", "user_agent",
             "principal_type", "principal_name", "principal_arn", "principal_account_id", "role_chain", "attribution_status"]
-    differ = [(k, {c: (got[k][c], found[k][c]) for c in cols if got[k][c] != found[k][c]}) for k in got
-              if any(got[k][c] != found[k][c] for c in cols)]
+    api_cols = cols + ["event_name", "target_principal_arn"]
+    differ = []
+    for k in got:
+        want = api_cols if found[k]["source_table"] == "eks_api_events" else cols
+        if any(got[k][c] != found[k][c] for c in want):
+            differ.append((k, {c: (got[k][c], found[k][c]) for c in want if got[k][c] != found[k][c]}))
     assert not differ, differ[:5]
     return found
 
 
-def test_retro_hunt_sql_equals_ingest_over_the_pack_lake(auditlake, pack_lake):
-    found = assert_retro_hunt_equals_findings(auditlake, pack_lake["lake"])
+def test_retro_hunt_sql_equals_ingest_over_the_pack_lake(auditlake, pack, pack_lake):
+    found = assert_retro_hunt_equals_findings(auditlake, pack_lake["lake"], env=pack_lake["env"])
     assert len(found) > len(RULE_FILES)
+    trail = {r["name"] for r, c in pack.values() if c and is_trail_rule(r)}
+    assert trail and {f["rule_name"] for f in found.values() if f["source_table"] == "eks_api_events"} == trail
 
 
 def test_retro_hunt_sql_equals_ingest_over_the_demo_lake(auditlake, demo_lake):
-    found = assert_retro_hunt_equals_findings(auditlake, demo_lake)
+    found = assert_retro_hunt_equals_findings(auditlake, demo_lake, env=DEMO_ENV)
     assert found, "the demo raises findings"
+    assert {(f["rule_name"], f["principal_name"]) for f in found.values() if f["source_table"] == "eks_api_events"} == {
+        ("eks_api_access_entry_outside_organisation", "dave@example.com"), ("eks_api_access_change_denied", "erin@example.com"),
+        ("eks_api_cluster_admin_policy_associated", "bob"), ("eks_api_audit_logging_disabled", "bob")}
     # a day range holding the demo's days finds the same; a day without data finds nothing
     days = sorted({r["dt"] for r in found.values()})
-    hunted = retro_hunt(auditlake, demo_lake, "--from", days[0], "--to", days[-1])
+    hunted = retro_hunt(auditlake, demo_lake, "--from", days[0], "--to", days[-1], env=DEMO_ENV)
     assert {tuple(r[k] for k in KEY) for r in hunted} == set(found)
-    assert retro_hunt(auditlake, demo_lake, "--from", "2020-01-01", "--to", "2020-01-02") == []
+    assert retro_hunt(auditlake, demo_lake, "--from", "2020-01-01", "--to", "2020-01-02", env=DEMO_ENV) == []
+    # without the organisation's accounts the outside-organisation rule's SQL matches as if
+    # the list were empty (its header says so): every access entry of the demo
+    off = {"AUDITLAKE_ORG_ACCOUNTS": ""}
+    assert retro_hunt(auditlake, demo_lake, "--rule", "eks_api_access_entry_outside_organisation", env=off) == []
+    outside = retro_hunt(auditlake, demo_lake, "--rule", "eks_api_access_entry_outside_organisation", env=off, include_off=True)
+    assert sorted(r["target_principal_arn"] for r in outside) == sorted(
+        ["arn:aws:iam::222222222222:role/platform-eng"] * 2 + ["arn:aws:iam::999900001111:role/vendor-support"]
+        + ["arn:aws:iam::333333333333:role/deployer"] * 2)
 
 
 # ---- 4. late attribution of findings ----------------------------------------------------
@@ -386,11 +569,12 @@ def test_findings_attributed_names_the_person_behind_a_finding_written_pending(a
 # ---- 5. alerts ----------------------------------------------------------------------------
 
 def one_rule_per_level(pack) -> set[str]:
-    """A rule of each level (with test events), to raise findings of every severity."""
+    """A rule of each level and log source (with test events), to raise findings of every
+    severity, on audit events and on EKS API calls."""
     picked = {}
     for stem, (rule, cases) in sorted(pack.items()):
-        if cases and rule["level"] not in picked:
-            picked[rule["level"]] = stem
+        if cases:
+            picked.setdefault((rule["level"], is_trail_rule(rule)), stem)
     return set(picked.values())
 
 
@@ -443,7 +627,7 @@ def test_alerts_reach_an_sqs_queue_through_eventbridge_on_moto(auditlake, moto, 
     eb.put_rule(Name="to-queue", EventBusName="audit-findings", EventPattern=json.dumps({"source": ["eks-audit-lake"]}))
     eb.put_targets(Rule="to-queue", EventBusName="audit-findings", Targets=[{"Id": "q", "Arn": queue_arn}])
     write_pack_payloads(pack, tmp_path / "in", one_rule_per_level(pack))
-    env = dict(moto.env(), AUDITLAKE_ALERT_BUS="audit-findings" if bus_ref == "name" else bus_arn)
+    env = dict(moto.env(), AUDITLAKE_ALERT_BUS="audit-findings" if bus_ref == "name" else bus_arn, **pack_env(pack))
     if severity:
         env["AUDITLAKE_ALERT_SEVERITY"] = severity
     r = cli(auditlake, "ingest", "--lake", tmp_path / "lake", tmp_path / "in", env=env)
@@ -452,12 +636,15 @@ def test_alerts_reach_an_sqs_queue_through_eventbridge_on_moto(auditlake, moto, 
     assert emf(r.stderr.decode())["alerts_published"] == len(want)
     if severity == "medium":
         assert any(e["detail"]["severity"] == "medium" for e in events)
+    if severity != "critical":
+        assert {e["detail"]["source_table"] for e in events} == {"eks_audit", "eks_api_events"}
 
 
 def test_alerts_written_to_a_directory_with_file_target(auditlake, pack_lake, tmp_path):
     alerts = tmp_path / "alerts"
     alerts.mkdir()
-    cli(auditlake, "ingest", "--lake", tmp_path / "lake", pack_lake["inputs"], env={"AUDITLAKE_ALERT_BUS": f"file://{alerts}"})
+    cli(auditlake, "ingest", "--lake", tmp_path / "lake", pack_lake["inputs"],
+        env={"AUDITLAKE_ALERT_BUS": f"file://{alerts}", **pack_lake["env"]})
     files = sorted(alerts.iterdir())
     assert files and all(re.fullmatch(r"alerts-[0-9a-f]{16}\.jsonl", p.name) for p in files), [p.name for p in files]
     events = [json.loads(line) for p in files for line in p.read_text().splitlines()]
@@ -468,13 +655,13 @@ def test_alerts_written_to_a_directory_with_file_target(auditlake, pack_lake, tm
     low = tmp_path / "low"
     low.mkdir()
     cli(auditlake, "ingest", "--lake", tmp_path / "lake2", pack_lake["inputs"],
-        env={"AUDITLAKE_ALERT_BUS": f"file://{low}", "AUDITLAKE_ALERT_SEVERITY": "LOW"})
+        env={"AUDITLAKE_ALERT_BUS": f"file://{low}", "AUDITLAKE_ALERT_SEVERITY": "LOW", **pack_lake["env"]})
     check_alerts(tmp_path / "lake2", [json.loads(l) for p in sorted(low.iterdir()) for l in p.read_text().splitlines()], "low")
 
 
 def test_a_failed_publish_fails_the_ingest_naming_eventbridge(auditlake, moto, pack, tmp_path):
     write_pack_payloads(pack, tmp_path / "in", one_rule_per_level(pack))
-    env = dict(moto.env(), AUDITLAKE_ALERT_BUS="no-such-bus")
+    env = dict(moto.env(), AUDITLAKE_ALERT_BUS="no-such-bus", **pack_env(pack))
     r = cli(auditlake, "ingest", "--lake", tmp_path / "lake", tmp_path / "in", env=env, check=False)
     err = r.stderr.decode()
     assert r.returncode != 0 and r.returncode != 2, (r.returncode, err)
@@ -516,7 +703,7 @@ BAD_RULES = {
     "regex_modifier": (HEAD + "detection:\n    selection:\n        user.username|re: '^admin.*'\n    condition: selection\n",
                        ["modifier `re`", "user.username", "not supported"]),
     "unknown_field": (HEAD + "detection:\n    selection:\n        objectRef.subResource: exec\n    condition: selection\n",
-                      ["objectRef.subResource", "not an audit event field"]),
+                      ["objectRef.subResource", "is not a field of kubernetes/audit events"]),
     "aggregation": (HEAD + "detection:\n    selection:\n        verb: get\n    condition: selection | count() > 5\n",
                     ["count()", "not supported"]),
     "missing_selection": (HEAD + "detection:\n    selection:\n        verb: get\n    condition: selection and other\n",
@@ -690,7 +877,8 @@ def test_operator_rule_directory_is_listed_detected_alerted_and_hunted(auditlake
     listed = cli(auditlake, "rules", "list", "--rules", d).stdout.decode().splitlines()
     assert len(listed) == len(RULE_FILES) + 2
     line = next(x for x in listed if " payments_config_read " in x)
-    assert line.split()[:4] == ["high", "payments_config_read", "7d1c2f0e-5b6a-4c3d-9e8f-0a1b2c3d4e5f", "T1613,T1552.007"], line
+    assert line.split()[:5] == ["high", "payments_config_read", "7d1c2f0e-5b6a-4c3d-9e8f-0a1b2c3d4e5f", "kubernetes/audit",
+                                "T1613,T1552.007"], line
     assert line.endswith(f"Payments ConfigMap Read ({d / 'payments.yml'})"), line
     evs = payments_events()
     (tmp_path / "in.json").write_bytes(E.audit_envelope(A, "prod", [json.dumps(e) for e in evs]))
@@ -717,13 +905,70 @@ def test_operator_rule_directory_is_listed_detected_alerted_and_hunted(auditlake
     assert_retro_hunt_equals_findings(auditlake, tmp_path / "lake", env={"AUDITLAKE_RULES": str(d)})
 
 
-def rules_test_lines(out: str) -> dict[str, set[str]]:
-    """`event N (<auditID>, ok): <names>|no rule fires` lines -> auditID -> rule names."""
-    got = {}
+# an operator's aws/cloudtrail rule reading the raw request and response of the call
+ADMIN_GROUP_RULE = """title: Access Entry Put Into An Admin Group
+id: 3c1e0b7d-4f5a-4b6c-8d7e-9f0a1b2c3d4e
+name: access_entry_admin_group
+status: experimental
+tags:
+    - attack.t1098
+logsource:
+    product: aws
+    service: cloudtrail
+detection:
+    selection:
+        eventName:
+            - CreateAccessEntry
+            - UpdateAccessEntry
+        requestParameters.kubernetesGroups|endswith: '-admins'
+        responseElements.accessEntry.username|startswith: 'payments-oncall:'
+    platform:
+        requestParameters.kubernetesGroups: platform-admins
+    condition: selection and not platform
+level: high
+"""
+
+
+def test_operator_cloudtrail_rule_reads_request_parameters_and_response_elements(auditlake, tmp_path):
+    """requestParameters.* / responseElements.* of an aws/cloudtrail rule: evaluated at
+    ingest on the raw call, rendered by `rules sql` as lax paths over request_parameters /
+    response_elements, which the retro-hunt runs on DuckDB to the same findings."""
+    d = tmp_path / "trail-rules"
+    d.mkdir()
+    (d / "admin_group.yml").write_text(ADMIN_GROUP_RULE)
+    fixtures = ROOT / "tests" / "fixtures" / "cloudtrail_eks"
+    create, update = (json.loads((fixtures / f"{n}.json").read_text()) for n in ("CreateAccessEntry", "UpdateAccessEntry"))
+    other_user = json.loads(json.dumps(create))
+    other_user["eventID"], other_user["responseElements"]["accessEntry"]["username"] = "op-other-user", "oncall:{{SessionName}}"
+    (tmp_path / "in.json").write_bytes(E.trail_envelope([create, update, other_user]))
+    env = {"AUDITLAKE_RULES": str(d)}
+    cli(auditlake, "ingest", "--lake", tmp_path / "lake", tmp_path / "in.json", env=env)
+    mine = findings_rows(tmp_path / "lake", "rule_name = 'access_entry_admin_group'")
+    # UpdateAccessEntry adds platform-admins; the copy's response names another user
+    assert [(f["audit_id"], f["event_name"], f["target_principal_arn"]) for f in mine] == [
+        (create["eventID"], "CreateAccessEntry", "arn:aws:iam::111122223333:role/payments-oncall")]
+    sql = cli(auditlake, "rules", "sql", "--rule", "access_entry_admin_group", env=env).stdout.decode()
+    assert "json_query(request_parameters, " in sql and "json_query(response_elements, " in sql, sql
+    assert_retro_hunt_equals_findings(auditlake, tmp_path / "lake", env=env)
+
+
+def rules_test_results(out: str) -> list[tuple[str, str, set[str]]]:
+    """`event N (<auditID>, <status>): <names>|no rule fires` lines (an EKS API call's:
+    `(<eventName> <eventID>, ok)`) -> (auditID or eventID, status, rule names), in order."""
+    got = []
     for n, line in enumerate(out.splitlines(), 1):
-        m = re.fullmatch(r"event (\d+) \(([^,]*), (\w+)\): (.*)", line)
-        assert m and int(m[1]) == n and m[3] == "ok", line
-        got[m[2]] = set() if m[4] == "no rule fires" else set(m[4].split(", "))
+        m = re.fullmatch(r"event (\d+) \(((?:[A-Z]\w+ )?)([^, ]*), (\w+)\): (.*)", line)
+        assert m and int(m[1]) == n, line
+        got.append((m[3], m[4], set() if m[5] == "no rule fires" else set(m[5].split(", "))))
+    return got
+
+
+def rules_test_lines(out: str) -> dict[str, set[str]]:
+    """`auditlake rules test` output, every event parsed: auditID or eventID -> rule names."""
+    got = {}
+    for key, status, names in rules_test_results(out):
+        assert status == "ok", (key, status)
+        got[key] = names
     return got
 
 
@@ -762,12 +1007,23 @@ def test_rules_test_agrees_with_ingest_on_every_pack_event(auditlake, pack, pack
     for r in lakesql.rows(con, "SELECT audit_id, rule_name FROM findings"):
         fired.setdefault(r["audit_id"], set()).add(r["rule_name"])
     differ = []
-    for stem, (_, cases) in sorted(pack.items()):
+    for stem, (rule, cases) in sorted(pack.items()):
         if cases is None:
             continue
         f = tmp_path / f"{stem}.json"
         f.write_text(json.dumps(cases))
-        for aid, names in rules_test_lines(cli(auditlake, "rules", "test", f).stdout.decode()).items():
+        events = cases["positive"] + cases["negative"]
+        results = rules_test_results(cli(auditlake, "rules", "test", f, env=pack_lake["env"]).stdout.decode())
+        assert len(results) == len(events), stem
+        # a read-only call (Describe, List) is no eks_api_events row and meets no rule: "readonly"
+        for e, (key, status, names) in zip(events, results):
+            if e.get("readOnly"):
+                assert (status, names) == ("readonly", set()), (stem, key, status, names)
+            else:
+                assert status == "ok" and key == event_key(rule, e), (stem, key, status)
+        got = {key: names for key, status, names in results if status == "ok"}
+        assert rule["name"] in set().union(*got.values()), f"{stem}: rules test fires it on no event"
+        for aid, names in got.items():
             if names != fired.get(aid, set()):
                 differ.append((stem, aid, sorted(names), sorted(fired.get(aid, set()))))
     assert not differ, differ[:10]
@@ -781,7 +1037,8 @@ def test_rules_sql_prints_one_statement_per_rule_and_checks_its_options(auditlak
     yamls = {r["name"]: r for r in map(rule_yaml, RULE_FILES)}
     assert {(n, lv, t) for n, lv, t, _ in every} == {(r["name"], r["level"], r["title"]) for r in yamls.values()}
     for name, _, _, stmt in every:
-        assert f"'{yamls[name]['id']}' AS rule_id" in stmt and "FROM eks_audit_attributed" in stmt, stmt[:500]
+        view = "eks_api_events_attributed" if is_trail_rule(yamls[name]) else "eks_audit_attributed"
+        assert f"'{yamls[name]['id']}' AS rule_id" in stmt and f"FROM {view}\n" in stmt, stmt[:500]
     one = split_statements(cli(auditlake, "rules", "sql", "--rule", "k8s_exec_into_pod").stdout.decode())
     assert [s[0] for s in one] == ["k8s_exec_into_pod"]
     by_id = split_statements(cli(auditlake, "rules", "sql", "--rule", yamls["k8s_exec_into_pod"]["id"]).stdout.decode())

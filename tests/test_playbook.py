@@ -1,12 +1,14 @@
-"""The forensic playbook: schemas/queries/*.sql (issue #5).
+"""The forensic playbook: schemas/queries/*.sql (issues #5 and #17).
 
-Each query is Athena (Trino) SQL over the `eks_audit_attributed` view. Here it runs on
+Each query is Athena (Trino) SQL over the attributed views (`eks_audit_attributed`; 09
+and 10 also `eks_api_events_attributed`, 10 `findings_attributed`). Here it runs on
 DuckDB through lakesql's dialect shim, with the same positional parameters an analyst
 passes to Athena as execution parameters, against
 
 - the lake `auditlake demo` writes, asserting the rows its incident must yield, and
 - small synthetic tables, for the cases the demo does not cover (flags, stage
-  deduplication, thresholds, health endpoints, JSON patches).
+  deduplication, thresholds, health endpoints, JSON patches, grants taken back, the
+  audit log turned back on).
 
 `python tests/test_playbook.py --write-doc` regenerates the example tables in
 docs/playbook.md from the demo lake (set AUDITLAKE_BIN).
@@ -35,6 +37,8 @@ PLAYBOOK = [
     "06_aws_auth_changes.sql",
     "07_privileged_workloads.sql",
     "08_principal_activity.sql",
+    "09_cluster_admins.sql",
+    "10_audit_logging_gaps.sql",
 ]
 PROD = "222222222222"
 BOB_ARN = "arn:aws:iam::444444444444:user/bob"
@@ -108,10 +112,10 @@ def test_query_file_conventions(name):
     for m in re.finditer(r"\?", body):
         last = [c[1].upper() for c in clause.finditer(body, 0, m.start())][-1]
         assert last == "WHERE", f"placeholder at offset {m.start()} is in a {last} clause"
-    # reads the view (late attribution) only; one statement, no trailing semicolon
+    # reads the views (late attribution) only; one statement, no trailing semicolon
     tables = {t.lower() for t in re.findall(r"\b(?:FROM|JOIN)\s+([A-Za-z_][A-Za-z0-9_]*)", body, re.I)}
     assert "eks_audit_attributed" in tables
-    assert not tables & {"eks_audit", "sts_sessions"}
+    assert not tables & {"eks_audit", "sts_sessions", "eks_api_events", "findings"}
     assert ";" not in body
 
 
@@ -132,6 +136,7 @@ def demo_params(name: str, day: str, **given) -> list:
         "dt_from": day, "dt_to": day,
         "principal_arn": BOB_ARN, "principal_name": "bob",
         "window_start": f"{day} 00:00:00", "window_end": f"{next_day} 00:00:00",
+        "cluster": "", "grantee": "",
     }
     defaults.update(given)
     return [defaults[p] for p in parameters(sql_of(name))]
@@ -326,22 +331,141 @@ def test_08_principal_activity_names_workloads(lake):
     assert release[0]["role_chain"] == ["arn:aws:iam::444444444444:role/release-runner", f"arn:aws:iam::{PROD}:role/release-deployer"]
 
 
+SSO_ROLE = "arn:aws:iam::222222222222:role/aws-reserved/sso.amazonaws.com/us-east-1/AWSReservedSSO_{}"
+ADMIN_SSO, POWER_SSO = SSO_ROLE.format("AdministratorAccess_1a2b3c4d5e6f7a8b"), SSO_ROLE.format("PowerUserAccess_9f8e7d6c5b4a3f2e")
+DEPLOYER = "arn:aws:iam::333333333333:role/deployer"
+
+
+def test_09_cluster_admins(lake):
+    con, day = lake
+    rows = run_demo(lake, "09_cluster_admins.sql")
+    got = [(r["cluster"], r["account_id"], r["grantee"], r["granted_via"], r["detail"], ts(r["granted_at"]),
+            r["granted_by"], r["granted_by_type"], r["granted_by_arn"], r["role_chain"], r["source_ip"], r["still_granted"],
+            r["audit_log_off_at"] and ts(r["audit_log_off_at"]), r["audit_log_off_by"], r["audit_log_back_on_at"],
+            r["attribution_status"]) for r in rows]
+    off = (f"{day} 15:30:00", "bob", None, "resolved")
+    assert got == [
+        # alice: namespace admin for platform-eng, through the EKS API (no audit event)
+        ("prod-east", PROD, "arn:aws:iam::222222222222:role/platform-eng", "access_policy",
+         "AmazonEKSAdminPolicy (namespace: payments)", f"{day} 09:21:00", "alice@example.com", "identity_center_user",
+         SSO_PROVIDER, [ADMIN_SSO], "198.51.100.24", True, *off),
+        # dave: system:anonymous bound to cluster-admin
+        ("prod-east", PROD, "User system:anonymous", "rbac_binding", "ClusterRoleBinding anonymous-admin to ClusterRole cluster-admin",
+         f"{day} 11:00:00", "dave@example.com", "identity_center_user", SSO_PROVIDER, [POWER_SSO], "203.0.113.10", True, *off),
+        # bob, through deployer -> eks-breakglass: his own deployer role made cluster admin;
+        # then he turned the audit log off, and nobody turned it on again
+        ("prod-east", PROD, DEPLOYER, "access_policy", "AmazonEKSClusterAdminPolicy (cluster)", f"{day} 11:31:00",
+         "bob", "iam_user", BOB_ARN, BOB_CHAIN, "198.51.100.77", True, *off),
+        # alice: ci-deploy mapped to system:masters in prod-west's aws-auth; its log stayed on
+        ("prod-west", PROD, "arn:aws:iam::222222222222:role/ci-deploy", "aws_auth", "system:masters (mapRoles)",
+         f"{day} 10:30:00", "alice@example.com", "identity_center_user", SSO_PROVIDER, [ADMIN_SSO], "198.51.100.24", True,
+         None, None, None, "resolved"),
+    ]
+    # ref names the grant's event: the CloudTrail eventID, the audit ID
+    refs = {r["ref"] for r in rows}
+    want = {r[0] for r in con.execute(
+        "SELECT event_id FROM eks_api_events WHERE event_name = 'AssociateAccessPolicy' AND error_code IS NULL "
+        "UNION ALL SELECT audit_id FROM eks_audit WHERE (object_name = 'anonymous-admin' AND verb = 'create') "
+        "OR (object_name = 'aws-auth' AND verb = 'patch')").fetchall()}
+    assert refs == want and len(refs) == 4
+    # erin's denied association, dave's vendor access entry (no policy) are no admins
+    assert not [r for r in rows if r["granted_by"] == "erin@example.com" or "vendor-support" in r["grantee"]]
+    # one cluster; and the question of the issue: who made this principal a cluster admin,
+    # and did anyone turn the audit log off? One query, one row.
+    assert [r["grantee"] for r in run_demo(lake, "09_cluster_admins.sql", cluster="prod-west")] == [
+        "arn:aws:iam::222222222222:role/ci-deploy"]
+    assert len(run_demo(lake, "09_cluster_admins.sql", cluster="prod-east")) == 3
+    assert run_demo(lake, "09_cluster_admins.sql", cluster="staging") == []
+    answer = run_demo(lake, "09_cluster_admins.sql", grantee=DEPLOYER)
+    assert [(r["cluster"], r["granted_by"], r["granted_by_arn"], r["role_chain"], r["still_granted"],
+             ts(r["audit_log_off_at"]), r["audit_log_off_by"], r["audit_log_back_on_at"]) for r in answer] == [
+        ("prod-east", "bob", BOB_ARN, BOB_CHAIN, True, f"{day} 15:30:00", "bob", None)]
+
+
+def test_10_audit_logging_gaps(lake):
+    con, day = lake
+    rows = run_demo(lake, "10_audit_logging_gaps.sql")
+    assert len(rows) == 1, rows
+    r = rows[0]
+    assert (r["cluster"], r["account_id"], ts(r["off_at"]), r["off_by_call"], r["back_on_at"], r["back_on_by"]) == (
+        "prod-east", PROD, f"{day} 15:30:00", "UpdateClusterConfig", None, None)
+    assert (r["off_by"], r["off_by_type"], r["off_by_arn"], r["off_role_chain"], r["off_source_ip"]) == (
+        "bob", "iam_user", BOB_ARN, BOB_CHAIN, "198.51.100.77")
+    assert r["authenticator_off"] is True
+    assert r["off_event_id"] == con.execute("SELECT event_id FROM eks_api_events WHERE event_name = 'UpdateClusterConfig'").fetchall()[0][0]
+    # the audit events around it, counted from the plain table: the hour before, and the
+    # tail EKS still delivered while applying the change (none after 15:31)
+    before, last_before, after, last_after = con.execute(f"""
+        SELECT count(*) FILTER (WHERE event_time < TIMESTAMPTZ '{day} 15:30:00+00'),
+               max(event_time) FILTER (WHERE event_time < TIMESTAMPTZ '{day} 15:30:00+00'),
+               count(*) FILTER (WHERE event_time >= TIMESTAMPTZ '{day} 15:30:00+00'),
+               max(event_time) FILTER (WHERE event_time >= TIMESTAMPTZ '{day} 15:30:00+00')
+        FROM eks_audit WHERE cluster = 'prod-east' AND event_time >= TIMESTAMPTZ '{day} 14:30:00+00'""").fetchall()[0]
+    assert before > 0 and 0 < after < 20 and ts(last_after) < f"{day} 15:31:00"
+    assert (r["audit_events_before"], r["last_audit_event_before"], r["audit_events_after_off"], r["last_audit_event_after_off"]) == (
+        before, last_before, after, last_after)
+    assert r["eks_api_calls"] == "; ".join([
+        f"{day} 09:20:00 CreateAccessEntry arn:aws:iam::222222222222:role/platform-eng by alice@example.com",
+        f"{day} 09:21:00 AssociateAccessPolicy arn:aws:iam::222222222222:role/platform-eng AmazonEKSAdminPolicy by alice@example.com",
+        f"{day} 10:20:00 CreateAccessEntry arn:aws:iam::999900001111:role/vendor-support by dave@example.com",
+        f"{day} 10:55:00 AssociateAccessPolicy arn:aws:iam::222222222222:role/AWSReservedSSO_ReadOnly_5e4d3c2b1a0f9e8d "
+        "AmazonEKSClusterAdminPolicy (AccessDeniedException) by erin@example.com",
+        f"{day} 11:30:00 CreateAccessEntry {DEPLOYER} by bob",
+        f"{day} 11:31:00 AssociateAccessPolicy {DEPLOYER} AmazonEKSClusterAdminPolicy by bob"])
+    assert (r["finding_count"], r["findings"]) == (1, "eks_api_audit_logging_disabled (bob)")
+    assert run_demo(lake, "10_audit_logging_gaps.sql", cluster="prod-west") == []
+
+
 # --------------------------------------------------------------------------- synthetic cases
 
 DAY = "2030-01-01"
 
 
 class Synthetic:
-    """A table named like the view, with its columns, filled row by row."""
+    """Tables named like the views, with their tables' columns, filled row by row: audit
+    events (add), EKS API calls (add_call), findings (add_finding)."""
+
+    VIEWS = {"eks_audit_attributed": "eks_audit", "eks_api_events_attributed": "eks_api_events",
+             "findings_attributed": "findings"}
 
     def __init__(self):
         import duckdb
 
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
-        cols = [(n, lakesql.duck_type(t)) for n, t in lakesql.ddl_columns("eks_audit")] + [("dt", "VARCHAR")]
-        self.columns = [n for n, _ in cols]
-        self.con.execute("CREATE TABLE eks_audit_attributed (" + ", ".join(f'"{n}" {t}' for n, t in cols) + ")")
+        for view, table in self.VIEWS.items():
+            cols = [(n, lakesql.duck_type(t)) for n, t in lakesql.ddl_columns(table)] + [("dt", "VARCHAR")]
+            self.con.execute(f"CREATE TABLE {view} (" + ", ".join(f'"{n}" {t}' for n, t in cols) + ")")
+
+    def insert(self, view: str, row: dict):
+        names = list(row)
+        self.con.execute(f"INSERT INTO {view} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                         [row[n] for n in names])
+
+    def add_call(self, at: str, event_name: str, **row):
+        """An EKS API call; `by` names the person (principal_name)."""
+        row.setdefault("event_id", str(uuid.uuid4()))
+        row.setdefault("account_id", "999999999999")
+        row.setdefault("cluster", "lab")
+        row.setdefault("event_source", "eks.amazonaws.com")
+        row.setdefault("caller_arn", f"arn:aws:sts::{row['account_id']}:assumed-role/admin/x")
+        row.setdefault("attribution_status", "resolved")
+        if "by" in row:
+            row["principal_name"] = row.pop("by")
+        for key in ("request_parameters", "response_elements"):
+            if isinstance(row.get(key), (dict, list)):
+                row[key] = json.dumps(row[key])
+        row.update(event_name=event_name, dt=DAY, event_time=f"{DAY} {at}+00")
+        self.insert("eks_api_events_attributed", row)
+        return row["event_id"]
+
+    def add_finding(self, at: str, rule_name: str, **row):
+        row.setdefault("finding_id", uuid.uuid4().hex)
+        row.setdefault("account_id", "999999999999")
+        row.setdefault("cluster", "lab")
+        row.setdefault("audit_id", str(uuid.uuid4()))
+        row.update(rule_name=rule_name, dt=DAY, event_time=f"{DAY} {at}+00")
+        self.insert("findings_attributed", row)
 
     def add(self, at: str, **row):
         row.setdefault("audit_id", str(uuid.uuid4()))
@@ -356,11 +480,7 @@ class Synthetic:
             if isinstance(row.get(key), (dict, list)):
                 row[key] = json.dumps(row[key])
         row["event_time"] = row["stage_time"] = f"{DAY} {at}+00"
-        names = list(row)
-        self.con.execute(
-            f"INSERT INTO eks_audit_attributed ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-            [row[n] for n in names],
-        )
+        self.insert("eks_audit_attributed", row)
 
     def run(self, name: str, *extra) -> list[dict]:
         return fetch(self.con, sql_of(name), [DAY, DAY, *extra])
@@ -523,6 +643,120 @@ def test_08_window_bounds_on_synthetic_requests():
     assert [r["name"] for r in rows] == ["10:00:00", "10:59:59"]
 
 
+POLICY = "arn:aws:eks::aws:cluster-access-policy/"
+
+
+def test_09_grants_taken_back_or_replaced_on_synthetic_calls_and_writes():
+    s = Synthetic()
+    role = lambda n: f"arn:aws:iam::999999999999:role/{n}"  # noqa: E731
+    assoc = lambda at, who, policy, by="x", scope="cluster", namespaces=(), **kw: s.add_call(  # noqa: E731
+        at, "AssociateAccessPolicy", target_principal_arn=role(who), access_policy_arn=POLICY + policy, by=by,
+        access_scope_type=scope, access_scope_namespaces=list(namespaces), **kw)
+    # a: cluster admin, later disassociated
+    assoc("09:00:00", "a", "AmazonEKSClusterAdminPolicy", by="ann")
+    s.add_call("10:00:00", "DisassociateAccessPolicy", target_principal_arn=role("a"), access_policy_arn=POLICY + "AmazonEKSClusterAdminPolicy")
+    # b: namespace admin, then the same policy cluster-wide (another row; the first is replaced)
+    assoc("09:00:00", "b", "AmazonEKSAdminPolicy", by="ann", scope="namespace", namespaces=["team", "ops"])
+    assoc("09:30:00", "b", "AmazonEKSAdminPolicy", by="ben")
+    # c: associated twice unchanged (one row, its first granter), then its entry deleted
+    assoc("09:00:00", "c", "AmazonEKSClusterAdminPolicy", by="ann")
+    assoc("09:10:00", "c", "AmazonEKSClusterAdminPolicy", by="ben")
+    s.add_call("11:00:00", "DeleteAccessEntry", target_principal_arn=role("c"))
+    # no admin: a denied association, a view policy, an access entry alone
+    assoc("09:00:00", "d", "AmazonEKSClusterAdminPolicy", error_code="AccessDeniedException")
+    assoc("09:00:00", "e", "AmazonEKSViewPolicy")
+    s.add_call("09:00:00", "CreateAccessEntry", target_principal_arn=role("f"), kubernetes_groups=["ops"])
+    # the cluster's creator is admin unless bootstrapClusterCreatorAdminPermissions is false
+    s.add_call("08:00:00", "CreateCluster", caller_role_arn=role("terraform"), by="ci")
+    s.add_call("08:00:00", "CreateCluster", cluster="nobody", caller_role_arn=role("terraform"), bootstrap_cluster_creator_admin=False)
+    # aws-auth: r1 and user u1 system:masters (block-style groups); a later write of
+    # mapRoles leaves r1 out and re-writes r2 (view): r1 is gone, u1 stays
+    cm = dict(object_resource="configmaps", object_namespace="kube-system", object_name="aws-auth")
+    s.add("09:00:00", verb="create", principal_name="ann", request_object={"metadata": {"name": "aws-auth"}, "data": {
+        "mapRoles": f"- rolearn: {role('r1')}\n  username: r1\n  groups:\n    - system:masters\n"
+                    f"- groups: [viewers]\n  rolearn: {role('r2')}\n",
+        "mapUsers": "- userarn: arn:aws:iam::999999999999:user/u1\n  username: u1\n  groups: [\"system:masters\"]\n"}}, **cm)
+    s.add("09:30:00", verb="patch", principal_name="ben", request_object={"data": {"mapRoles": f"- rolearn: {role('r2')}\n  groups: [viewers]\n"}}, **cm)
+    s.add("09:40:00", verb="patch", principal_name="ben", response_code=403, request_object={"data": {"mapRoles": ""}}, **cm)
+    # RBAC: three subjects bound to cluster-admin, a later update keeps only the group; a
+    # RoleBinding later deleted; a binding to a namespaced Role named cluster-admin is none
+    crb = dict(object_resource="clusterrolebindings", object_name="admins", principal_name="ann")
+    s.add("09:00:00", verb="create", request_object=binding("admins", "cluster-admin", [
+        {"kind": "User", "name": "alice"}, {"kind": "Group", "name": "ops"},
+        {"kind": "ServiceAccount", "name": "default", "namespace": "kube-system"}]), **crb)
+    s.add("09:20:00", verb="update", request_object=binding("admins", "cluster-admin", [{"kind": "Group", "name": "ops"}]), **crb)
+    rb = dict(object_resource="rolebindings", object_namespace="team", object_name="team-admin", principal_name="ben")
+    s.add("09:00:00", verb="create", request_object=binding("team-admin", "cluster-admin", [{"kind": "ServiceAccount", "name": "ci"}],
+                                                             kind="RoleBinding"), **rb)
+    s.add("12:00:00", verb="delete", **rb)
+    s.add("09:00:00", verb="create", object_resource="rolebindings", object_namespace="team", object_name="fake",
+          request_object=binding("fake", "cluster-admin", [{"kind": "User", "name": "mallory"}], kind="RoleBinding", role_kind="Role"))
+    # the audit log off at 12:00 and on again at 13:00; a cluster deleted after its grant
+    s.add_call("12:00:00", "UpdateClusterConfig", audit_logging_enabled=False, by="zed")
+    s.add_call("13:00:00", "UpdateClusterConfig", audit_logging_enabled=True, by="ann")
+    assoc("09:00:00", "g", "AmazonEKSClusterAdminPolicy", cluster="gone")
+    s.add_call("10:00:00", "DeleteCluster", cluster="gone")
+    rows = s.run("09_cluster_admins.sql", "", "")
+    got = [(r["cluster"], r["grantee"].replace("arn:aws:iam::999999999999:", ""), r["granted_via"], r["detail"],
+            r["granted_at"].strftime("%H:%M"), r["granted_by"], r["still_granted"]) for r in rows]
+    assert got == [
+        ("gone", "role/g", "access_policy", "AmazonEKSClusterAdminPolicy (cluster)", "09:00", "x", False),
+        ("lab", "role/terraform", "cluster_creator", "AmazonEKSClusterAdminPolicy (cluster creator)", "08:00", "ci", True),
+        ("lab", "Group ops", "rbac_binding", "ClusterRoleBinding admins to ClusterRole cluster-admin", "09:00", "ann", True),
+        ("lab", "ServiceAccount kube-system/default", "rbac_binding", "ClusterRoleBinding admins to ClusterRole cluster-admin", "09:00", "ann", False),
+        ("lab", "ServiceAccount team/ci", "rbac_binding", "RoleBinding team/team-admin to ClusterRole cluster-admin", "09:00", "ben", False),
+        ("lab", "User alice", "rbac_binding", "ClusterRoleBinding admins to ClusterRole cluster-admin", "09:00", "ann", False),
+        ("lab", "role/a", "access_policy", "AmazonEKSClusterAdminPolicy (cluster)", "09:00", "ann", False),
+        ("lab", "role/b", "access_policy", "AmazonEKSAdminPolicy (namespace: team, ops)", "09:00", "ann", False),
+        ("lab", "role/c", "access_policy", "AmazonEKSClusterAdminPolicy (cluster)", "09:00", "ann", False),
+        ("lab", "role/r1", "aws_auth", "system:masters (mapRoles)", "09:00", "ann", False),
+        ("lab", "user/u1", "aws_auth", "system:masters (mapUsers)", "09:00", "ann", True),
+        ("lab", "role/b", "access_policy", "AmazonEKSAdminPolicy (cluster)", "09:30", "ben", True),
+    ]
+    # the audit log: off after every lab grant, back on at 13:00; none in "gone"
+    assert {(r["cluster"], r["audit_log_off_at"] and r["audit_log_off_at"].strftime("%H:%M"), r["audit_log_off_by"],
+             r["audit_log_back_on_at"] and r["audit_log_back_on_at"].strftime("%H:%M")) for r in rows} == {
+        ("lab", "12:00", "zed", "13:00"), ("gone", None, None, None)}
+    # one cluster, one grantee
+    assert {r["cluster"] for r in s.run("09_cluster_admins.sql", "gone", "")} == {"gone"}
+    assert [r["granted_at"].strftime("%H:%M") for r in s.run("09_cluster_admins.sql", "", "arn:aws:iam::999999999999:role/b")] == [
+        "09:00", "09:30"]
+    assert s.run("09_cluster_admins.sql", "", "User mallory") == []
+
+
+def test_10_closed_and_open_gaps_on_synthetic_calls():
+    s = Synthetic()
+    s.add_call("08:00:00", "UpdateClusterConfig", audit_logging_enabled=True, by="ann")
+    off = s.add_call("09:00:00", "UpdateClusterConfig", audit_logging_enabled=False, by="mallory")
+    s.add_call("09:10:00", "CreateAccessEntry", target_principal_arn="arn:aws:iam::999999999999:role/x", by="mallory")
+    s.add_call("09:20:00", "UpdateClusterConfig", audit_logging_enabled=False, by="mallory")  # already off: no new gap
+    s.add_call("10:00:00", "UpdateClusterConfig", audit_logging_enabled=True, by="ann")
+    s.add_call("11:00:00", "UpdateClusterConfig", audit_logging_enabled=False, by="mallory", error_code="AccessDeniedException")
+    s.add_call("11:30:00", "UpdateClusterConfig", endpoint_public_access=True, by="mallory")  # not a logging change
+    s.add_call("12:00:00", "UpdateClusterConfig", audit_logging_enabled=False, authenticator_logging_enabled=False, by="bob")
+    # created without the audit log (EKS's default): off from the start
+    s.add_call("07:00:00", "CreateCluster", cluster="quiet", by="ci")
+    for at in ("07:30:00", "08:30:00", "08:59:00", "09:00:30", "10:30:00", "11:30:00", "12:00:20"):
+        s.add(at, verb="get", object_resource="pods")
+    s.add_finding("09:05:00", "k8s_secret_read", principal_name="mallory")
+    s.add_finding("07:00:00", "too_early", principal_name="mallory")
+    rows = s.run("10_audit_logging_gaps.sql", "")
+    hm = lambda t: t and t.strftime("%H:%M:%S")  # noqa: E731
+    got = [(r["cluster"], hm(r["off_at"]), r["off_by_call"], r["off_by"], r["authenticator_off"], hm(r["back_on_at"]), r["back_on_by"],
+            r["audit_events_before"], hm(r["last_audit_event_before"]), r["audit_events_after_off"], hm(r["last_audit_event_after_off"]),
+            r["finding_count"], r["findings"]) for r in rows]
+    assert got == [
+        ("lab", "09:00:00", "UpdateClusterConfig", "mallory", False, "10:00:00", "ann", 2, "08:59:00", 1, "09:00:30", 1, "k8s_secret_read (mallory)"),
+        ("lab", "12:00:00", "UpdateClusterConfig", "bob", True, None, None, 1, "11:30:00", 1, "12:00:20", 0, None),
+        ("quiet", "07:00:00", "CreateCluster", "ci", False, None, None, 0, None, 0, None, 0, None),
+    ]
+    assert rows[0]["off_event_id"] == off
+    assert rows[0]["eks_api_calls"] == "; ".join(f"{DAY} {c}" for c in (
+        "08:00:00 UpdateClusterConfig by ann", "09:10:00 CreateAccessEntry arn:aws:iam::999999999999:role/x by mallory",
+        "09:20:00 UpdateClusterConfig by mallory"))
+    assert [r["cluster"] for r in s.run("10_audit_logging_gaps.sql", "quiet")] == ["quiet"]
+
+
 # --------------------------------------------------------------------------- docs/playbook.md
 
 # the columns each example table shows, and how many rows
@@ -546,17 +780,24 @@ DOC_EXAMPLES = {
                                    "window_start": "{day} 11:00:00", "window_end": "{day} 12:00:00"},
                                   ["event_time", "account_id", "cluster", "verb", "resource", "subresource",
                                    "namespace", "name", "via_role", "role_chain", "source_identity"], 10),
+    "09_cluster_admins.sql": ({}, ["cluster", "grantee", "granted_via", "detail", "granted_at", "granted_by", "role_chain",
+                                   "still_granted", "audit_log_off_at", "audit_log_off_by"], 10),
+    "10_audit_logging_gaps.sql": ({}, ["cluster", "off_at", "off_by", "off_role_chain", "authenticator_off", "back_on_at",
+                                       "audit_events_before", "last_audit_event_before", "audit_events_after_off",
+                                       "last_audit_event_after_off", "findings"], 5),
 }
+# columns whose role ARNs the tables show whole (the account matters)
+FULL_ARNS = {"grantee"}
 
 
-def cell(value) -> str:
+def cell(value, full_arns=False) -> str:
     if isinstance(value, bool):
         text = str(value).lower()
     elif isinstance(value, datetime.datetime):
         text = ts(value)
     elif isinstance(value, list):
         text = " → ".join(str(v).rsplit("/", 1)[-1] if str(v).startswith("arn:") else str(v) for v in value)
-    elif isinstance(value, str) and value.startswith("arn:aws:iam::") and ":role/" in value:
+    elif isinstance(value, str) and value.startswith("arn:aws:iam::") and ":role/" in value and not full_arns:
         text = value.rsplit("/", 1)[-1]
     elif value is None:
         text = ""
@@ -571,7 +812,7 @@ def example_table(con, day: str, name: str) -> str:
     rows = fetch(con, sql_of(name), params)
     out = ["On the demo lake, with parameters " + " ".join(f"`{p!r}`" for p in params) + ":", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows[:limit]:
-        out.append("| " + " | ".join(cell(r[c]) for c in columns) + " |")
+        out.append("| " + " | ".join(cell(r[c], c in FULL_ARNS) for c in columns) + " |")
     if len(rows) > limit:
         out.append(f"| … {len(rows) - limit} more rows |" + " |" * (len(columns) - 1))
     out.append("")

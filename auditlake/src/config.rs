@@ -30,6 +30,35 @@ pub const ENV_SESSION_TABLE: &str = "AUDITLAKE_SESSION_TABLE";
 pub const ENV_RULES: &str = "AUDITLAKE_RULES";
 pub const ENV_ALERT_BUS: &str = "AUDITLAKE_ALERT_BUS";
 pub const ENV_ALERT_SEVERITY: &str = "AUDITLAKE_ALERT_SEVERITY";
+pub const ENV_ORG_ACCOUNTS: &str = "AUDITLAKE_ORG_ACCOUNTS";
+
+/// The organisation's account ids (`AUDITLAKE_ORG_ACCOUNTS`: comma-separated 12-digit
+/// ids): the rules' `%org_accounts%` placeholder. Unset or empty: none (the rules
+/// that need the list are off).
+pub fn org_accounts(v: Option<&str>) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, a) in v.unwrap_or_default().split(',').enumerate() {
+        let a = a.trim();
+        if a.is_empty() {
+            continue;
+        }
+        if !resolver::arn::is_account_id(a) {
+            return Err(ConfigError::Invalid {
+                name: ENV_ORG_ACCOUNTS,
+                why: format!("entry {i} ({a:?}) is not a 12-digit account id"),
+            });
+        }
+        if !out.iter().any(|o| o == a) {
+            out.push(a.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// The `|expand` placeholders of the rules, from the configuration.
+pub fn placeholders(org_accounts: &[String]) -> transformer::sigma::Placeholders {
+    transformer::sigma::Placeholders::default().with("org_accounts", org_accounts.to_vec())
+}
 
 /// Where the operator's own Sigma rules are (on top of the shipped pack).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +126,8 @@ pub struct Config {
     pub rules: Option<RulesSource>,
     pub alert_target: Option<AlertTarget>,
     pub alert_severity: Severity,
+    /// `AUDITLAKE_ORG_ACCOUNTS`: the organisation's accounts (rules' `%org_accounts%`).
+    pub org_accounts: Vec<String>,
 }
 
 impl Config {
@@ -203,6 +234,7 @@ impl Config {
             });
         }
         let rules = rules_source(var(ENV_RULES).as_deref())?;
+        let org_accounts = org_accounts(var(ENV_ORG_ACCOUNTS).as_deref())?;
         let alert_target = match var(ENV_ALERT_BUS).map(|v| v.trim().to_string()) {
             None => None,
             Some(v) if v.is_empty() => None,
@@ -251,6 +283,7 @@ impl Config {
             rules,
             alert_target,
             alert_severity,
+            org_accounts,
         })
     }
 

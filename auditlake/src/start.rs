@@ -76,8 +76,11 @@ fn is_rule_file(name: &str) -> bool {
 
 /// The shipped pack plus the operator's rules (`AUDITLAKE_RULES`), compiled. A file
 /// that does not compile fails start, naming the file and the rule.
-pub async fn load_rules(src: Option<&RulesSource>) -> Result<RuleSet, StartError> {
-    let mut set = RuleSet::from_files(schemas::SHIPPED_RULES.iter().copied())
+pub async fn load_rules(
+    src: Option<&RulesSource>,
+    placeholders: &transformer::sigma::Placeholders,
+) -> Result<RuleSet, StartError> {
+    let mut set = RuleSet::from_files_with(schemas::SHIPPED_RULES.iter().copied(), placeholders)
         .map_err(StartError::ShippedRules)?;
     let files: Vec<(String, String)> = match src {
         None => Vec::new(),
@@ -158,7 +161,9 @@ pub async fn load_rules(src: Option<&RulesSource>) -> Result<RuleSet, StartError
         }
     };
     for (file, text) in &files {
-        for r in transformer::sigma::parse_file(file, text).map_err(StartError::Rules)? {
+        for r in transformer::sigma::parse_file_with(file, text, placeholders)
+            .map_err(StartError::Rules)?
+        {
             set.add(r).map_err(StartError::Rules)?;
         }
     }
@@ -215,7 +220,8 @@ pub async fn build_handler(config: &Config) -> Result<LakeHandler, StartError> {
         Some(src) => Some(Arc::new(load_aws_auth(src).await?)),
         None => None,
     };
-    let rules = Arc::new(load_rules(config.rules.as_ref()).await?);
+    let placeholders = crate::config::placeholders(&config.org_accounts);
+    let rules = Arc::new(load_rules(config.rules.as_ref(), &placeholders).await?);
     let lake = Arc::new(Lake::open(&config.lake).await);
     let hc = HandlerConfig {
         rules,

@@ -169,41 +169,45 @@ struct Record {
     response_elements: Option<ResponseElements>,
 }
 
+/// `userIdentity` of any CloudTrail record (the STS calls here, the EKS API calls in
+/// the transformer's `eks_api` stage).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct UserIdentity {
+pub struct UserIdentity {
     #[serde(rename = "type")]
-    kind: Option<String>,
-    principal_id: Option<String>,
-    arn: Option<String>,
-    account_id: Option<String>,
-    access_key_id: Option<String>,
-    user_name: Option<String>,
-    invoked_by: Option<String>,
-    session_context: Option<SessionContext>,
-    on_behalf_of: Option<OnBehalfOf>,
+    pub kind: Option<String>,
+    pub principal_id: Option<String>,
+    pub arn: Option<String>,
+    pub account_id: Option<String>,
+    pub access_key_id: Option<String>,
+    pub user_name: Option<String>,
+    pub invoked_by: Option<String>,
+    pub session_context: Option<SessionContext>,
+    pub on_behalf_of: Option<OnBehalfOf>,
 }
 
 /// Identity Center trusted identity propagation: the user a session acted for.
 /// Docs: <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-user-identity.html>
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct OnBehalfOf {
-    user_id: Option<String>,
-    identity_store_arn: Option<String>,
+pub struct OnBehalfOf {
+    pub user_id: Option<String>,
+    pub identity_store_arn: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SessionContext {
-    session_issuer: Option<SessionIssuer>,
-    source_identity: Option<String>,
+pub struct SessionContext {
+    pub session_issuer: Option<SessionIssuer>,
+    pub source_identity: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SessionIssuer {
-    user_name: Option<String>,
+pub struct SessionIssuer {
+    /// The role (with its path) of an assumed-role caller.
+    pub arn: Option<String>,
+    pub user_name: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -5,7 +5,9 @@
 //! Athena reads every object under a partition's location.
 //! Docs: <https://docs.aws.amazon.com/athena/latest/ug/partition-projection-supported-types.html>
 
-use crate::{Column, Table, EKS_AUDIT_TABLE, FINDINGS_TABLE, STS_SESSIONS_TABLE};
+use crate::{
+    Column, Table, EKS_API_EVENTS_TABLE, EKS_AUDIT_TABLE, FINDINGS_TABLE, STS_SESSIONS_TABLE,
+};
 
 /// The placeholder the checked-in DDL uses for the lake root (`s3://bucket/prefix`).
 pub const LAKE_PLACEHOLDER: &str = "s3://LAKE_BUCKET/LAKE_PREFIX";
@@ -73,10 +75,18 @@ pub fn rendered_files() -> Vec<(&'static str, String)> {
             "findings.sql",
             create_table(&FINDINGS_TABLE, LAKE_PLACEHOLDER),
         ),
+        (
+            "eks_api_events.sql",
+            create_table(&EKS_API_EVENTS_TABLE, LAKE_PLACEHOLDER),
+        ),
         ("eks_audit_attributed.sql", crate::view::attributed_view()),
         (
             "findings_attributed.sql",
             crate::view::findings_attributed_view(),
+        ),
+        (
+            "eks_api_events_attributed.sql",
+            crate::view::eks_api_events_attributed_view(),
         ),
     ]
 }

@@ -32,6 +32,8 @@ pub enum ColType {
     StrMap,
     /// `map<string,array<string>>` (Kubernetes `user.extra`).
     StrListMap,
+    /// `boolean`.
+    Bool,
 }
 
 /// One column: its name (lowercase snake_case, the contract) and type.
@@ -228,8 +230,11 @@ pub const FINDINGS: &[Column] = &[
     col("cluster", Str, "EKS cluster name"),
     col("log_group", Str, "CloudWatch Logs log group"),
     col("log_stream", Str, "CloudWatch Logs log stream"),
-    col("cwl_event_id", Str, "CloudWatch Logs event id (with log_group and log_stream: the eks_audit row)"),
-    col("audit_id", Str, "auditID"),
+    col("cwl_event_id", Str, "CloudWatch Logs event id (with log_group and log_stream: the event's row)"),
+    col("source_table", Str, "where the event's row is: eks_audit (Kubernetes audit) or eks_api_events (CloudTrail EKS API call)"),
+    col("event_name", Str, "eks_api_events: the CloudTrail eventName (CreateAccessEntry, UpdateClusterConfig, ...)"),
+    col("target_principal_arn", Str, "eks_api_events: the principal the call grants or changes access for"),
+    col("audit_id", Str, "auditID (eks_api_events: the CloudTrail eventID)"),
     col("stage", Str, "stage"),
     col("verb", Str, "verb"),
     col("request_uri", Str, "requestURI"),
@@ -241,13 +246,13 @@ pub const FINDINGS: &[Column] = &[
     col("authz_decision", Str, "annotation authorization.k8s.io/decision"),
     col("source_ip", Str, "last entry of sourceIPs"),
     col("user_agent", Str, "userAgent"),
-    col("username", Str, "user.username (for an assumed role: the session, not the person)"),
+    col("username", Str, "user.username (for an assumed role: the session, not the person; eks_api_events: the caller ARN)"),
     col("user_groups", StrList, "user.groups"),
     col("impersonated_username", Str, "impersonatedUser.username"),
-    col("aws_access_key_id", Str, "user.extra.accessKeyId"),
-    col("aws_arn", Str, "user.extra.arn"),
-    col("aws_role_arn", Str, "user.extra.canonicalArn (no IAM path)"),
-    col("aws_session_name", Str, "user.extra.sessionName (raw)"),
+    col("aws_access_key_id", Str, "user.extra.accessKeyId (eks_api_events: userIdentity.accessKeyId)"),
+    col("aws_arn", Str, "user.extra.arn (eks_api_events: userIdentity.arn)"),
+    col("aws_role_arn", Str, "user.extra.canonicalArn, no IAM path (eks_api_events: the session issuer's role ARN)"),
+    col("aws_session_name", Str, "user.extra.sessionName, raw (eks_api_events: the assumed-role session name)"),
     col("principal_type", Str, "as eks_audit.principal_type"),
     col("principal_name", Str, "the person or workload behind the request (as eks_audit)"),
     col("principal_arn", Str, "as eks_audit.principal_arn"),
@@ -259,6 +264,79 @@ pub const FINDINGS: &[Column] = &[
     col("principal_cluster", Str, "k8s_workload: the EKS cluster the pod runs in"),
     col("principal_pod", Str, "k8s_workload via Pod Identity: the pod name"),
     col("principal_user_id", Str, "IAM Identity Center user id of the person"),
+];
+
+/// `eks_api_events`: one row per CloudTrail call of the EKS API that changes who may act
+/// in a cluster or what it logs (access entries and policies, Pod Identity
+/// associations, identity providers, cluster config, create and delete), failed calls
+/// included, read only from trusted trails. The caller is attributed like an audit
+/// event's user: its access key -> session -> origin.
+pub const EKS_API_EVENTS: &[Column] = &[
+    // stamps
+    col("account_id", Str, "recipientAccountId: the account of the cluster (the trail is trusted, so this is CloudTrail's word)"),
+    col("region", Str, "awsRegion"),
+    col("cluster", Str, "the cluster the call names (requestParameters.clusterName or name; _invalid_ when it is not a valid EKS name)"),
+    col("log_group", Str, "CloudWatch Logs log group of the trail"),
+    col("log_stream", Str, "CloudWatch Logs log stream"),
+    col("cwl_event_id", Str, "CloudWatch Logs event id"),
+    col("ingest_time", TimestampMs, "when the transformer processed the event"),
+    // the call
+    col("event_time", TimestampMs, "eventTime"),
+    col("event_id", Str, "eventID"),
+    col("event_name", Str, "eventName: CreateAccessEntry, AssociateAccessPolicy, UpdateClusterConfig, ..."),
+    col("event_source", Str, "eventSource (eks.amazonaws.com)"),
+    col("event_type", Str, "eventType (AwsApiCall)"),
+    col("request_id", Str, "requestID"),
+    col("source_ip", Str, "sourceIPAddress"),
+    col("user_agent", Str, "userAgent"),
+    col("error_code", Str, "errorCode (NULL: the call succeeded)"),
+    col("error_message", Str, "errorMessage"),
+    // the caller, as logged
+    col("caller_type", Str, "userIdentity.type"),
+    col("caller_arn", Str, "userIdentity.arn"),
+    col("caller_account_id", Str, "userIdentity.accountId"),
+    col("caller_principal_id", Str, "userIdentity.principalId"),
+    col("caller_access_key_id", Str, "userIdentity.accessKeyId"),
+    col("caller_user_name", Str, "userIdentity.userName, else sessionContext.sessionIssuer.userName, else invokedBy"),
+    col("caller_role_arn", Str, "userIdentity.sessionContext.sessionIssuer.arn (the role of an assumed-role caller)"),
+    col("caller_session_name", Str, "the session name of an assumed-role caller (from userIdentity.arn)"),
+    // attribution of the caller
+    col("principal_type", Str, "as eks_audit.principal_type"),
+    col("principal_name", Str, "the person or workload behind the call (as eks_audit)"),
+    col("principal_arn", Str, "as eks_audit.principal_arn"),
+    col("principal_account_id", Str, "account of the originating principal"),
+    col("source_identity", Str, "STS source identity carried through the role chain"),
+    col("role_chain", StrList, "role ARNs from the first assumed role to the last"),
+    col("attribution_method", Str, "access_key, direct, none"),
+    col("attribution_status", Str, "resolved, pending, ambiguous, conflict, not_applicable"),
+    col("principal_cluster", Str, "k8s_workload: the EKS cluster the pod runs in"),
+    col("principal_pod", Str, "k8s_workload via Pod Identity: the pod name"),
+    col("principal_user_id", Str, "IAM Identity Center user id of the person"),
+    // what the call grants or changes, without JSON
+    col("target_principal_arn", Str, "the access entry's principalArn (percent-decoded), or the role a Pod Identity association or an add-on gives its pods"),
+    col("target_principal_account_id", Str, "the account of target_principal_arn"),
+    col("access_entry_type", Str, "requestParameters.type (STANDARD, EC2_LINUX, ...)"),
+    col("access_entry_username", Str, "requestParameters.username: the Kubernetes user the entry maps to"),
+    col("kubernetes_groups", StrList, "requestParameters.kubernetesGroups"),
+    col("access_policy_arn", Str, "requestParameters.policyArn, percent-decoded (.../cluster-access-policy/AmazonEKSClusterAdminPolicy, ...)"),
+    col("access_scope_type", Str, "requestParameters.accessScope.type (cluster, namespace)"),
+    col("access_scope_namespaces", StrList, "requestParameters.accessScope.namespaces"),
+    col("pod_identity_namespace", Str, "requestParameters.namespace"),
+    col("pod_identity_service_account", Str, "requestParameters.serviceAccount"),
+    col("association_id", Str, "the Pod Identity association id (request or response)"),
+    col("audit_logging_enabled", Bool, "what the call sets the audit log to (logging.clusterLogging); NULL when the call does not touch it"),
+    col("authenticator_logging_enabled", Bool, "the same for the authenticator log"),
+    col("endpoint_public_access", Bool, "resourcesVpcConfig.endpointPublicAccess; NULL when untouched"),
+    col("public_access_cidrs", StrList, "resourcesVpcConfig.publicAccessCidrs"),
+    col("authentication_mode", Str, "accessConfig.authenticationMode (CONFIG_MAP, API_AND_CONFIG_MAP, API)"),
+    col("bootstrap_cluster_creator_admin", Bool, "CreateCluster: accessConfig.bootstrapClusterCreatorAdminPermissions (the creator becomes cluster admin; EKS defaults to true)"),
+    col("identity_provider_config_name", Str, "oidc.identityProviderConfigName or identityProviderConfig.name"),
+    col("identity_provider_issuer_url", Str, "oidc.issuerUrl"),
+    // raw
+    col("request_parameters", Str, "requestParameters as raw JSON"),
+    col("response_elements", Str, "responseElements as raw JSON"),
+    // detections
+    col("detections", StrList, "ids of the detection rules the call matched at ingest (rows in findings)"),
 ];
 
 /// The attribution columns of `eks_audit`: what ingest writes from the resolver, what
@@ -308,7 +386,19 @@ pub const FINDINGS_TABLE: Table = Table {
     subfolders: "<account_id>/",
 };
 
-pub const TABLES: [Table; 3] = [EKS_AUDIT_TABLE, STS_SESSIONS_TABLE, FINDINGS_TABLE];
+pub const EKS_API_EVENTS_TABLE: Table = Table {
+    name: "eks_api_events",
+    prefix: "eks_api_events",
+    columns: EKS_API_EVENTS,
+    subfolders: "<account_id>/",
+};
+
+pub const TABLES: [Table; 4] = [
+    EKS_AUDIT_TABLE,
+    STS_SESSIONS_TABLE,
+    FINDINGS_TABLE,
+    EKS_API_EVENTS_TABLE,
+];
 
 /// Child field name of lists, as the Parquet LIST spec names it.
 pub const LIST_ITEM: &str = "element";
@@ -338,6 +428,7 @@ impl ColType {
             StrList => str_list_type(),
             StrMap => map_type(DataType::Utf8),
             StrListMap => map_type(str_list_type()),
+            Bool => DataType::Boolean,
         }
     }
 
@@ -349,6 +440,7 @@ impl ColType {
             StrList => "array<string>",
             StrMap => "map<string,string>",
             StrListMap => "map<string,array<string>>",
+            Bool => "boolean",
         }
     }
 }

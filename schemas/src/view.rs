@@ -178,6 +178,7 @@ pub fn attributed_view() -> String {
         "eks_audit_attributed",
         "eks_audit",
         EKS_AUDIT,
+        AUDIT_KEYS,
         "eks_audit with late attribution: rows written 'pending' (CloudTrail had not arrived)",
     )
 }
@@ -189,16 +190,53 @@ pub fn findings_attributed_view() -> String {
         "findings_attributed",
         "findings",
         crate::FINDINGS,
+        AUDIT_KEYS,
         "findings with late attribution, exactly as eks_audit_attributed: findings written 'pending'",
     )
 }
 
+/// Renders `CREATE OR REPLACE VIEW eks_api_events_attributed`: the callers of EKS API
+/// calls written 'pending', attributed late through their access key like audit events.
+pub fn eks_api_events_attributed_view() -> String {
+    late_attribution_view(
+        "eks_api_events_attributed",
+        "eks_api_events",
+        crate::EKS_API_EVENTS,
+        Keys {
+            access_key: "caller_access_key_id",
+            arn: "caller_arn",
+            role_arn: "caller_role_arn",
+        },
+        "eks_api_events with late attribution of the caller, exactly as eks_audit_attributed: calls written 'pending'",
+    )
+}
+
+/// The columns of a table that name the session: its access key, the ARN it claims and
+/// the role ARN it claims (the conflict check compares both with the key's session).
+struct Keys {
+    access_key: &'static str,
+    arn: &'static str,
+    role_arn: &'static str,
+}
+
+const AUDIT_KEYS: Keys = Keys {
+    access_key: "aws_access_key_id",
+    arn: "aws_arn",
+    role_arn: "aws_role_arn",
+};
+
 /// The late-attribution view `view` over `table`, whose columns must include the
-/// attribution columns and `aws_access_key_id`, `aws_arn`, `aws_role_arn`.
-fn late_attribution_view(view: &str, table: &str, columns: &[crate::Column], what: &str) -> String {
+/// attribution columns and the `keys` columns.
+fn late_attribution_view(
+    view: &str,
+    table: &str,
+    columns: &[crate::Column],
+    keys: Keys,
+    what: &str,
+) -> String {
     for needed in FILLED
         .iter()
-        .chain(&["aws_access_key_id", "aws_arn", "aws_role_arn"])
+        .chain(&[keys.access_key, keys.arn, keys.role_arn])
     {
         assert!(
             columns.iter().any(|c| c.name == *needed),
@@ -270,7 +308,7 @@ hops AS (
   FROM {table} e
   LEFT JOIN (SELECT sessions.*, CASE WHEN assumed_role_arn IS NOT NULL THEN {s1_assumed} ELSE {s1_role} END AS s1_key
              FROM sessions) s1
-    ON e.attribution_status = 'pending' AND s1.access_key_id = e.aws_access_key_id
+    ON e.attribution_status = 'pending' AND s1.access_key_id = e.{access_key}
   LEFT JOIN sessions s2
     ON s1.event_name = 'AssumeRole' AND s1.caller_type = 'AssumedRole'
    AND s2.access_key_id = s1.caller_access_key_id
@@ -299,8 +337,9 @@ SELECT
 FROM decided;
 ",
         passthrough = passthrough.join(",\n"),
-        claim_arn = principal_key("e.aws_arn"),
-        claim_canonical = principal_key("e.aws_role_arn"),
+        claim_arn = principal_key(&format!("e.{}", keys.arn)),
+        claim_canonical = principal_key(&format!("e.{}", keys.role_arn)),
+        access_key = keys.access_key,
         s1_assumed = principal_key("assumed_role_arn"),
         s1_role = principal_key("role_arn"),
         hop_fields = hop_fields(),

@@ -36,8 +36,8 @@ SESSION_TABLE_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Batch
                          "dynamodb:BatchWriteItem", "dynamodb:Query"]
 CENTRAL_EMULATED = {
     "AuditDestination", "LakeBucketPolicy", "FirehoseLogStream", "DeliveryStream", "GlueDatabase",
-    "GlueTableEksAudit", "GlueTableStsSessions", "GlueTableFindings", "AthenaWorkGroup",
-    "ViewQueryEksAuditAttributed", "ViewQueryFindingsAttributed",
+    "GlueTableEksAudit", "GlueTableStsSessions", "GlueTableFindings", "GlueTableEksApiEvents", "AthenaWorkGroup",
+    "ViewQueryEksAuditAttributed", "ViewQueryFindingsAttributed", "ViewQueryEksApiEventsAttributed",
     "AlarmTopic", "TransformerErrorsAlarm", "FirehoseProcessingAlarm", "FirehoseDeliveryAlarm",
     "FirehoseFreshnessAlarm", "StreamIteratorAgeAlarm", "AlarmEmailSubscription",
     "CompactionInvokeConfig", "DailyCompactionSchedule", "CompactionErrorsAlarm", "CompactionDeadLetterAlarm",
@@ -72,10 +72,11 @@ def deploy_central(aws: Aws, name: str, **params: str) -> emu.Deployment:
 @pytest.fixture(scope="module")
 def central(central_aws):
     """Organisation mode, a lake prefix, the aws-auth file, an alarm e-mail; an alert e-mail,
-    custom rules and a non-default alert severity."""
+    custom rules, a non-default alert severity and the organisation's accounts."""
     return deploy_central(central_aws, "audit-org", OrganizationId="o-abcdefghij", LakePrefix="org/lake",
                           AwsAuthS3Uri="s3://config-bucket/eks/aws-auth.yaml", AlarmEmail="sec@example.com",
-                          AlertEmail="soc@example.com", CustomRulesPrefix="rules/", AlertSeverity="medium")
+                          AlertEmail="soc@example.com", CustomRulesPrefix="rules/", AlertSeverity="medium",
+                          OrganizationAccounts="111111111111,222222222222")
 
 
 def _destination_decoy(central_aws: Aws):
@@ -152,6 +153,7 @@ def test_central_lambda_and_its_role(central, central_aws):
         "AUDITLAKE_ALERT_SEVERITY": "medium",
         # at the bucket root: CustomRulesPrefix is not below LakePrefix
         "AUDITLAKE_RULES": f"s3://{bucket}/rules/",
+        "AUDITLAKE_ORG_ACCOUNTS": "111111111111,222222222222",
     }
     assert central.outputs["AlertBusArn"] == fn["Environment"]["Variables"]["AUDITLAKE_ALERT_BUS"]
     assert central.outputs["LakeUri"] == f"s3://{bucket}/org/lake"
@@ -164,6 +166,7 @@ def test_central_lambda_and_its_role(central, central_aws):
     res = {s["Sid"]: s["Resource"] for s in doc["Statement"]}
     assert res["WriteLakeTables"] == [f"arn:aws:s3:::{bucket}/org/lake/eks_audit/*",
                                       f"arn:aws:s3:::{bucket}/org/lake/sts_sessions/*",
+                                      f"arn:aws:s3:::{bucket}/org/lake/eks_api_events/*",
                                       f"arn:aws:s3:::{bucket}/org/lake/findings/*"]
     # the custom rules: read exactly that prefix, list only under it
     assert res["ReadCustomRules"] == f"arn:aws:s3:::{bucket}/rules/*"
@@ -241,7 +244,7 @@ def test_central_firehose(central, central_aws):
 def test_central_glue_athena_and_alarms(central, central_aws):
     glue = central_aws.client("glue")
     bucket = central.outputs["LakeBucketName"]
-    for table in ("eks_audit", "sts_sessions", "findings"):
+    for table in ("eks_audit", "sts_sessions", "findings", "eks_api_events"):
         t = glue.get_table(DatabaseName="audit_org", Name=table)["Table"]
         assert t["StorageDescriptor"]["Location"] == f"s3://{bucket}/org/lake/{table}/"
         assert t["Parameters"]["storage.location.template"] == f"s3://{bucket}/org/lake/{table}/dt=${{dt}}/"
@@ -252,12 +255,17 @@ def test_central_glue_athena_and_alarms(central, central_aws):
     assert wg["ResultConfiguration"]["OutputLocation"] == f"s3://{bucket}/athena-results/"
     listed = athena.list_named_queries(WorkGroup="audit-org")["NamedQueryIds"]
     saved = [lid for lid in load("central.yaml")["Resources"] if lid.startswith("SavedQuery")]
-    assert len(listed) == 2 + len(saved)  # the two views' statements and every schemas/queries file
+    assert len(listed) == 3 + len(saved)  # the three views' statements and every schemas/queries file
     q = athena.get_named_query(NamedQueryId=central.outputs["ViewQueryEksAuditAttributedId"])["NamedQuery"]
     assert q["QueryString"].startswith("CREATE OR REPLACE VIEW eks_audit_attributed AS")
     assert q["Database"] == "audit_org" and q["WorkGroup"] == "audit-org"
     q = athena.get_named_query(NamedQueryId=central.outputs["ViewQueryFindingsAttributedId"])["NamedQuery"]
     assert q["QueryString"].startswith("CREATE OR REPLACE VIEW findings_attributed AS")
+    q = athena.get_named_query(NamedQueryId=central.outputs["ViewQueryEksApiEventsAttributedId"])["NamedQuery"]
+    assert q["QueryString"].startswith("CREATE OR REPLACE VIEW eks_api_events_attributed AS")
+    # the playbook's saved queries, 09 and 10 (EKS API calls) among them
+    names = {athena.get_named_query(NamedQueryId=i)["NamedQuery"]["Name"] for i in listed}
+    assert {"audit-org-09_cluster_admins", "audit-org-10_audit_logging_gaps"} <= names
     alarms = central_aws.client("cloudwatch").describe_alarms(AlarmNamePrefix="audit-org-")["MetricAlarms"]
     assert len(alarms) == 10  # five for ingestion, two for compaction, three for alert delivery
     for a in alarms:
@@ -278,7 +286,8 @@ def test_central_account_list_mode_without_prefix(central_aws):
     bucket = d.outputs["LakeBucketName"]
     assert d.outputs["LakeUri"] == f"s3://{bucket}"
     fn = central_aws.client("lambda").get_function_configuration(FunctionName="audit-acct-transformer")
-    # no CustomRulesPrefix: no AUDITLAKE_RULES (built-in rules only); AlertSeverity's default
+    # no CustomRulesPrefix: no AUDITLAKE_RULES (built-in rules only); AlertSeverity's default;
+    # no OrganizationAccounts: no AUDITLAKE_ORG_ACCOUNTS (the outside-organisation rule off)
     assert fn["Environment"]["Variables"] == {"AUDITLAKE_LAKE": f"s3://{bucket}", "AUDITLAKE_RAW_ARCHIVE": "true",
                                               "AUDITLAKE_TRUSTED_TRAILS": "999999999999:aws-cloudtrail-logs-o-abcdefghij",
                                               "AUDITLAKE_SESSION_TABLE": "audit-acct-sessions",
@@ -424,7 +433,7 @@ def test_central_alert_rule_pattern_selects_findings(central, central_aws):
 
 # ------------------------------------------------------------------------- compaction
 
-COMPACTED_PREFIXES = ["eks_audit", "sts_sessions", "findings", "_compaction"]
+COMPACTED_PREFIXES = ["eks_audit", "sts_sessions", "eks_api_events", "findings", "_compaction"]
 ACCT_COMPACTION = {"CompactionLagDays": "5", "CompactionDays": "7", "CompactionTargetMB": "128",
                    "CompactionZstdLevel": "9", "CompactionMemoryMB": "3538", "CompactionSchedule": "cron(15 1 * * ? *)"}
 

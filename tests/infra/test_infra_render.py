@@ -64,7 +64,7 @@ def test_central_yaml_is_up_to_date_with_the_sql():
 def test_glue_columns_equal_the_ddl_columns():
     sql = sql_tables()
     glue = glue_tables(load("central.yaml"))
-    assert set(sql) == {"eks_audit", "sts_sessions", "findings"} and set(glue) == set(sql)
+    assert set(sql) == {"eks_audit", "sts_sessions", "findings", "eks_api_events"} and set(glue) == set(sql)
     for name, t in sql.items():
         ti = glue[name]
         got = [(c["Name"], c["Type"]) for c in ti["StorageDescriptor"]["Columns"]]

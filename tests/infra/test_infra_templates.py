@@ -19,6 +19,12 @@ STACKSET = load("stackset.yaml")
 FEED = load("cloudtrail-feed.yaml")
 R = CENTRAL["Resources"]
 STS_EVENTS = ["AssumeRole", "AssumeRoleWithSAML", "AssumeRoleWithWebIdentity", "GetFederationToken"]
+# Issue #17: EKS management calls that change who may act in a cluster or whether its audit
+# log is on (tests/infra/test_filter_pattern.py evaluates the pattern on fixtures of each).
+EKS_EVENTS = ["CreateAccessEntry", "UpdateAccessEntry", "DeleteAccessEntry", "AssociateAccessPolicy",
+              "DisassociateAccessPolicy", "UpdateClusterConfig", "CreatePodIdentityAssociation",
+              "UpdatePodIdentityAssociation", "DeletePodIdentityAssociation", "CreateCluster", "DeleteCluster",
+              "AssociateIdentityProviderConfig", "DisassociateIdentityProviderConfig", "CreateAddon", "UpdateAddon"]
 SESSION_TABLE_ACTIONS = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:GetItem",
                          "dynamodb:PutItem", "dynamodb:Query"]
 
@@ -75,7 +81,7 @@ def test_lambda():
     env = fn["Environment"]["Variables"]
     assert set(env) == {"AUDITLAKE_LAKE", "AUDITLAKE_AWS_AUTH", "AUDITLAKE_RAW_ARCHIVE", "AUDITLAKE_TRUSTED_TRAILS",
                         "AUDITLAKE_OIDC_CLUSTERS", "AUDITLAKE_SESSION_TABLE", "AUDITLAKE_ALERT_BUS",
-                        "AUDITLAKE_ALERT_SEVERITY", "AUDITLAKE_RULES"}
+                        "AUDITLAKE_ALERT_SEVERITY", "AUDITLAKE_RULES", "AUDITLAKE_ORG_ACCOUNTS"}
     # detections: the alert bus (its ARN, which PutEvents takes as EventBusName), the level
     assert env["AUDITLAKE_ALERT_BUS"] == {"Fn::GetAtt": ["AlertBus", "Arn"]}
     assert env["AUDITLAKE_ALERT_SEVERITY"] == {"Ref": "AlertSeverity"}
@@ -84,6 +90,9 @@ def test_lambda():
                                                  {"Ref": "AWS::NoValue"}]}
     assert env["AUDITLAKE_OIDC_CLUSTERS"] == {"Fn::If": ["HasOidcClusters", {"Ref": "OidcClusters"},
                                                          {"Ref": "AWS::NoValue"}]}
+    # the organisation's accounts (the rules' %org_accounts%), only when given
+    assert env["AUDITLAKE_ORG_ACCOUNTS"] == {"Fn::If": ["HasOrgAccounts", {"Ref": "OrganizationAccounts"},
+                                                        {"Ref": "AWS::NoValue"}]}
     # the DynamoDB session index, only when the table exists (SessionStore dynamodb)
     assert env["AUDITLAKE_SESSION_TABLE"] == {"Fn::If": ["UseSessionTable", {"Ref": "SessionTable"},
                                                          {"Ref": "AWS::NoValue"}]}
@@ -129,11 +138,13 @@ def test_transformer_role_is_least_privilege():
         "WriteOwnLogs": ["logs:CreateLogStream", "logs:PutLogEvents"],
     }
     by_sid = {s["Sid"]: s for s in stmts}
-    # the two tables and the findings the rules produce (compaction rewrites the same three)
+    # the three tables and the findings the rules produce (compaction rewrites the same four)
     tables = [r["Fn::Sub"][0] for r in by_sid["WriteLakeTables"]["Resource"]]
     assert tables == ["arn:${AWS::Partition}:s3:::${LakeBucket}/${KeyPrefix}eks_audit/*",
                       "arn:${AWS::Partition}:s3:::${LakeBucket}/${KeyPrefix}sts_sessions/*",
+                      "arn:${AWS::Partition}:s3:::${LakeBucket}/${KeyPrefix}eks_api_events/*",
                       "arn:${AWS::Partition}:s3:::${LakeBucket}/${KeyPrefix}findings/*"]
+    assert [t.rsplit("}", 1)[1] for t in tables] == [f"{p}/*" for p in COMPACTED_PREFIXES if p != "_compaction"]
     assert by_sid["SessionIndexObjects"]["Resource"]["Fn::Sub"][0].endswith("${KeyPrefix}session_index/*")
     cond = by_sid["SessionIndexList"]["Condition"]["StringLike"]["s3:prefix"]
     assert cond["Fn::Sub"][0] == "${KeyPrefix}session_index/*"
@@ -241,7 +252,7 @@ def test_athena_and_glue():
     assert wg["ResultConfiguration"]["OutputLocation"] == {"Fn::Sub": "s3://${LakeBucket}/athena-results/"}
     assert set(of_type(CENTRAL, "AWS::Glue::Database")) == {"GlueDatabase"}
     assert {v["Properties"]["TableInput"]["Name"] for v in of_type(CENTRAL, "AWS::Glue::Table").values()} == {
-        "eks_audit", "sts_sessions", "findings"}
+        "eks_audit", "sts_sessions", "findings", "eks_api_events"}
 
 
 def test_alarms():
@@ -310,12 +321,17 @@ def test_stackset_passes_every_member_parameter():
         assert STACKSET["Parameters"][p["ParameterKey"]].get("Default") == MEMBER["Parameters"][p["ParameterKey"]].get("Default")
 
 
-def test_cloudtrail_feed_sends_only_credential_issuing_sts_calls():
+def test_cloudtrail_feed_sends_credential_issuing_sts_calls_and_eks_access_calls():
     pattern = FEED["Parameters"]["FilterPattern"]["Default"]
-    assert len(pattern) <= 1024
-    assert '$.eventSource = "sts.amazonaws.com"' in pattern
-    assert sorted(re.findall(r'\$\.eventName = "(\w+)"', pattern)) == sorted(STS_EVENTS)
+    assert len(pattern) <= 1024 and FEED["Parameters"]["FilterPattern"]["MaxLength"] == 1024
+    assert '($.eventSource = "sts.amazonaws.com")' in pattern
+    assert '($.eventSource = "eks.amazonaws.com")' in pattern
+    assert sorted(re.findall(r'\$\.eventName = "(\w+)"', pattern)) == sorted(STS_EVENTS + EKS_EVENTS)
+    assert "*" not in pattern  # explicit names: a wildcard would also pass Describe/List calls
+    # Renaming the resource or the filter would replace the deployed subscription filter.
     f = FEED["Resources"]["StsEventsFilter"]["Properties"]
+    assert f["FilterName"] == {"Fn::Sub": "${NamePrefix}-sts"}
+    assert f["FilterPattern"] == {"Ref": "FilterPattern"}
     assert f["LogGroupName"] == {"Ref": "TrailLogGroupName"}
     assert f["RoleArn"] == {"Fn::If": ["SendWithRole", {"Fn::GetAtt": ["SenderRole", "Arn"]}, {"Ref": "AWS::NoValue"}]}
 
@@ -326,7 +342,7 @@ COMPACTION_RESOURCES = {"CompactionLogGroup", "CompactionDeadLetterQueue", "Comp
                         "CompactionInvokeConfig", "SchedulerRole", "DailyCompactionSchedule",
                         "CompactionErrorsAlarm", "CompactionDeadLetterAlarm"}
 # The lake prefixes the job rewrites and deletes in (the tables, findings, its manifests).
-COMPACTED_PREFIXES = ["eks_audit", "sts_sessions", "findings", "_compaction"]
+COMPACTED_PREFIXES = ["eks_audit", "sts_sessions", "eks_api_events", "findings", "_compaction"]
 
 
 def statements(role: str) -> tuple[dict, dict]:
@@ -558,9 +574,18 @@ def test_alert_parameters():
         assert not re.fullmatch(rules["AllowedPattern"], bad), bad
     assert CENTRAL["Conditions"]["HasAlertEmail"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlertEmail"}, ""]}]}
     assert CENTRAL["Conditions"]["HasCustomRules"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "CustomRulesPrefix"}, ""]}]}
+    # the organisation's accounts: empty (the outside-organisation rule off) or 12-digit ids,
+    # comma-separated, as AUDITLAKE_ORG_ACCOUNTS takes them
+    org = p["OrganizationAccounts"]
+    assert org["Type"] == "String" and org["Default"] == ""
+    for ok in ("", "111122223333", "111122223333,444455556666,777788889999"):
+        assert re.fullmatch(org["AllowedPattern"], ok), ok
+    for bad in ("11112222333", "111122223333,", "111122223333, 444455556666", "111122223333;444455556666", "o-abc123"):
+        assert not re.fullmatch(org["AllowedPattern"], bad), bad
+    assert CENTRAL["Conditions"]["HasOrgAccounts"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "OrganizationAccounts"}, ""]}]}
     groups = CENTRAL["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
     (group,) = [g for g in groups if g["Label"]["default"] == "Detections and alerts"]
-    assert group["Parameters"] == ["AlertSeverity", "AlertEmail", "CustomRulesPrefix"]
+    assert group["Parameters"] == ["AlertSeverity", "AlertEmail", "CustomRulesPrefix", "OrganizationAccounts"]
 
 
 def test_alert_resources_exist_and_only_the_email_is_conditional():
@@ -647,7 +672,7 @@ def test_transformer_puts_events_only_on_the_alert_bus():
             assert "events:" not in json.dumps(role), lid
     # compaction does not evaluate rules: none of the alert settings
     env = R["CompactionFunction"]["Properties"]["Environment"]["Variables"]
-    assert not {"AUDITLAKE_ALERT_BUS", "AUDITLAKE_ALERT_SEVERITY", "AUDITLAKE_RULES"} & set(env)
+    assert not {"AUDITLAKE_ALERT_BUS", "AUDITLAKE_ALERT_SEVERITY", "AUDITLAKE_RULES", "AUDITLAKE_ORG_ACCOUNTS"} & set(env)
 
 
 def test_custom_rules_prefix_scoping():

@@ -16,14 +16,13 @@ use serde::Serialize;
 
 use resolver::Attribution;
 
-use crate::detect::Hit;
-use crate::encode;
-use crate::extract::AuditRow;
-use crate::sigma::{RuleSet, Severity};
+use crate::finding::Finding;
+use crate::sigma::Severity;
 
 /// `Source` of every alert event (EventBridge reserves `aws.*`).
 pub const SOURCE: &str = "eks-audit-lake";
-/// `DetailType` of every alert event.
+/// `DetailType` of every alert event (for findings over EKS API calls too: one rule on
+/// the bus routes them all).
 pub const DETAIL_TYPE: &str = "EKS Audit Finding";
 /// Longest text field of an alert (request URIs and user agents are client-chosen):
 /// the whole finding is in the lake; an alert must stay far below EventBridge's 256 KB.
@@ -206,7 +205,10 @@ struct Detail<'a> {
     event_time: String,
     account_id: &'a str,
     region: Option<&'a str>,
-    cluster: &'a str,
+    cluster: Option<&'a str>,
+    source_table: &'a str,
+    event_name: Option<&'a str>,
+    target_principal_arn: Option<&'a str>,
     audit_id: Option<&'a str>,
     stage: Option<&'a str>,
     verb: Option<&'a str>,
@@ -255,41 +257,36 @@ pub fn who<'x>(a: &'x Attribution<'_>, username: Option<&'x str>) -> String {
     }
 }
 
-/// The alerts of `hits` whose rule is at or above `min`, in `hits` order.
-pub fn build<'x, A: AsRef<Attribution<'x>>>(
-    rows: &[AuditRow<'_>],
-    attributions: &[A],
-    rules: &RuleSet,
-    hits: &[Hit],
-    min: Severity,
-) -> Vec<Alert> {
+/// The alerts of `findings` whose rule is at or above `min`, in `findings` order.
+pub fn build(findings: &[Finding<'_>], min: Severity) -> Vec<Alert> {
     let mut out = Vec::new();
     // per account: alerts sent, findings held back, their highest severity, first time
     let mut per: std::collections::BTreeMap<&str, (usize, usize, Severity, i64)> =
         Default::default();
-    for h in hits {
-        let rule = &rules.rules[h.rule as usize];
+    for f in findings {
+        let rule = f.rule;
         if rule.severity < min {
             continue;
         }
-        let acct = rows[h.row as usize].stamp.account_id;
         let e = per
-            .entry(acct)
+            .entry(f.account_id)
             .or_insert((0, 0, Severity::Informational, i64::MAX));
         if e.0 >= MAX_ALERTS_PER_ACCOUNT {
             e.1 += 1;
             e.2 = e.2.max(rule.severity);
-            e.3 = e.3.min(rows[h.row as usize].event_ms);
+            e.3 = e.3.min(f.event_ms);
             continue;
         }
         e.0 += 1;
-        let r = &rows[h.row as usize];
-        let a = attributions[h.row as usize].as_ref();
-        let e = &r.event;
-        let o = e.object_ref.as_ref();
-        let user = e.user.as_ref().and_then(|u| u.username.as_deref());
-        let finding_id = encode::finding_id(&rule.id, r);
-        let ip = encode::last_source_ip(r);
+        let a = f.attribution;
+        let what = match f.event_name {
+            // an EKS API call: what it was and whom it was for
+            Some(call) => match f.target_principal_arn {
+                Some(t) => format!(" ({call} for {t})"),
+                None => format!(" ({call})"),
+            },
+            None => String::new(),
+        };
         let d = Detail {
             principal_name: a.principal_name.as_deref(),
             principal_type: a.principal_type.as_str(),
@@ -303,52 +300,52 @@ pub fn build<'x, A: AsRef<Attribution<'x>>>(
             attribution_method: a.method.as_str(),
             attribution_status: a.status.as_str(),
             summary: format!(
-                "{}: {} in cluster {} ({})",
+                "{}: {}{} in cluster {} ({})",
                 rule.title,
-                cap(&who(a, user)),
-                r.stamp.cluster,
-                r.stamp.account_id
+                cap(&who(a, f.username)),
+                cap(&what),
+                f.cluster.unwrap_or("?"),
+                f.account_id
             ),
             rule_title: &rule.title,
             severity: rule.severity.as_str(),
             rule_id: &rule.id,
             rule_name: &rule.name,
             mitre_techniques: &rule.techniques,
-            finding_id: &finding_id,
-            event_time: resolver::time::iso_ms(r.event_ms),
-            account_id: r.stamp.account_id,
-            region: r.region,
-            cluster: r.stamp.cluster,
-            audit_id: capped(e.audit_id.as_deref()),
-            stage: capped(e.stage.as_deref()),
-            verb: capped(e.verb.as_deref()),
-            request_uri: capped(e.request_uri.as_deref()),
-            object_resource: capped(o.and_then(|o| o.resource.as_deref())),
-            object_subresource: capped(o.and_then(|o| o.subresource.as_deref())),
-            object_namespace: capped(o.and_then(|o| o.namespace.as_deref())),
-            object_name: capped(o.and_then(|o| o.name.as_deref())),
-            response_code: e.response_status.as_ref().and_then(|s| s.code),
-            source_ip: capped(ip.as_deref()),
-            user_agent: capped(e.user_agent.as_deref()),
-            username: capped(user),
-            impersonated_username: capped(
-                e.impersonated_user
-                    .as_ref()
-                    .and_then(|u| u.username.as_deref()),
-            ),
-            aws_access_key_id: r.extra.access_key_id.map(cap),
-            aws_arn: r.extra.arn.map(cap),
-            aws_role_arn: r.extra.canonical_arn.map(cap),
-            aws_session_name: r.extra.session_name.map(cap),
-            log_group: cap(r.stamp.log_group),
-            log_stream: cap(r.stamp.log_stream),
-            cwl_event_id: cap(r.cwl_id),
+            finding_id: &f.finding_id,
+            event_time: resolver::time::iso_ms(f.event_ms),
+            account_id: f.account_id,
+            region: f.region,
+            cluster: f.cluster,
+            source_table: f.source_table.as_str(),
+            event_name: f.event_name,
+            target_principal_arn: capped(f.target_principal_arn),
+            audit_id: capped(f.audit_id),
+            stage: capped(f.stage),
+            verb: capped(f.verb),
+            request_uri: capped(f.request_uri),
+            object_resource: capped(f.object_resource),
+            object_subresource: capped(f.object_subresource),
+            object_namespace: capped(f.object_namespace),
+            object_name: capped(f.object_name),
+            response_code: f.response_code,
+            source_ip: capped(f.source_ip.as_deref()),
+            user_agent: capped(f.user_agent),
+            username: capped(f.username),
+            impersonated_username: capped(f.impersonated_username),
+            aws_access_key_id: capped(f.aws_access_key_id),
+            aws_arn: capped(f.aws_arn),
+            aws_role_arn: capped(f.aws_role_arn),
+            aws_session_name: capped(f.aws_session_name),
+            log_group: cap(f.log_group),
+            log_stream: cap(f.log_stream),
+            cwl_event_id: cap(f.cwl_event_id),
         };
         out.push(Alert {
             detail: serde_json::to_string(&d).unwrap_or_else(|_| "{}".into()),
-            finding_id,
+            finding_id: f.finding_id.clone(),
             severity: rule.severity,
-            event_ms: r.event_ms,
+            event_ms: f.event_ms,
         });
     }
     for (acct, (_, held, severity, first_ms)) in per {

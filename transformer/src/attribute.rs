@@ -7,8 +7,9 @@ use std::borrow::Cow;
 
 use resolver::{Attribution, AttributionStatus, SessionIndex};
 
-use crate::extract::AuditRow;
+use crate::extract::{ApiRow, AuditRow};
 use crate::metrics::Metrics;
+use resolver::identity::Identity;
 
 /// One attribution per row, in row order. Access-key attributions borrow the index's
 /// resolved chains (no copy per event).
@@ -23,6 +24,20 @@ pub fn attribute<'i>(
             count(metrics, a.status);
             a
         })
+        .collect()
+}
+
+/// One attribution per EKS API call, of its caller (`identities[i]` is row `i`'s):
+/// the same rules as for an audit event's user. Not counted in the `attribution_*`
+/// metrics, which are about `eks_audit` rows.
+pub fn attribute_api<'i>(
+    index: &'i SessionIndex,
+    rows: &'i [ApiRow<'_>],
+    identities: &'i [Identity<'_>],
+) -> Vec<Cow<'i, Attribution<'i>>> {
+    rows.iter()
+        .zip(identities)
+        .map(|(r, id)| index.attribute(id, r.event.caller.arn.as_deref(), r.event.event_ms))
         .collect()
 }
 

@@ -18,7 +18,7 @@ use arrow_schema::{ArrowError, DataType, SchemaRef};
 use resolver::awsauth::AwsAuth;
 use resolver::identity::{AwsExtra, Identity};
 use resolver::Attribution;
-use schemas::{Column, EKS_AUDIT, FINDINGS, STS_SESSIONS};
+use schemas::{Column, EKS_API_EVENTS, EKS_AUDIT, FINDINGS, STS_SESSIONS};
 
 use crate::encode::{self, col};
 
@@ -29,21 +29,31 @@ pub enum Table {
     StsSessions,
     /// One row per (rule, event); its late attribution is left to `findings_attributed`.
     Findings,
+    /// One row per EKS API call; late attribution is left to `eks_api_events_attributed`.
+    EksApiEvents,
 }
 
 const STS_EVENT_TIME: usize = schemas::position(STS_SESSIONS, "event_time");
 const STS_EVENT_ID: usize = schemas::position(STS_SESSIONS, "event_id");
 const FINDINGS_EVENT_TIME: usize = schemas::position(FINDINGS, "event_time");
 const FINDING_ID: usize = schemas::position(FINDINGS, "finding_id");
+const API_EVENT_TIME: usize = schemas::position(EKS_API_EVENTS, "event_time");
+const API_EVENT_ID: usize = schemas::position(EKS_API_EVENTS, "event_id");
 
 impl Table {
-    pub const ALL: [Table; 3] = [Table::EksAudit, Table::StsSessions, Table::Findings];
+    pub const ALL: [Table; 4] = [
+        Table::EksAudit,
+        Table::StsSessions,
+        Table::Findings,
+        Table::EksApiEvents,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::EksAudit => "eks_audit",
             Self::StsSessions => "sts_sessions",
             Self::Findings => "findings",
+            Self::EksApiEvents => "eks_api_events",
         }
     }
 
@@ -56,6 +66,7 @@ impl Table {
             Self::EksAudit => EKS_AUDIT,
             Self::StsSessions => STS_SESSIONS,
             Self::Findings => FINDINGS,
+            Self::EksApiEvents => EKS_API_EVENTS,
         }
     }
 
@@ -69,6 +80,7 @@ impl Table {
             Self::EksAudit => col::EVENT_TIME,
             Self::StsSessions => STS_EVENT_TIME,
             Self::Findings => FINDINGS_EVENT_TIME,
+            Self::EksApiEvents => API_EVENT_TIME,
         }
     }
 
@@ -80,6 +92,8 @@ impl Table {
             Self::StsSessions => &[STS_EVENT_ID],
             // the rule and the event's CloudWatch coordinates, hashed
             Self::Findings => &[FINDING_ID],
+            // a CloudTrail event id is unique per call (and per delivered copy)
+            Self::EksApiEvents => &[API_EVENT_ID],
         }
     }
 
@@ -87,7 +101,7 @@ impl Table {
     pub fn folders(self) -> usize {
         match self {
             Self::EksAudit => 2,
-            Self::StsSessions | Self::Findings => 1,
+            Self::StsSessions | Self::Findings | Self::EksApiEvents => 1,
         }
     }
 

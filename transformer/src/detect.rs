@@ -12,10 +12,13 @@ use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::audit::ParseStatus;
-use crate::extract::AuditRow;
+use crate::eks_api::ApiEvent;
+use crate::extract::{ApiRow, AuditRow};
 use std::cell::OnceCell;
 
-use crate::sigma::{self, Body, BodyPaths, Field, List, PathTrie, RuleSet, Scalar, Value};
+use crate::sigma::{
+    self, Body, BodyPaths, Field, List, PathTrie, RuleSet, Scalar, Trail, TrailList, Value,
+};
 use crate::text::Text;
 
 /// One finding: a rule that matched a row.
@@ -109,16 +112,143 @@ pub fn detect<'r>(rules: &'r RuleSet, rows: &[AuditRow<'_>]) -> Detections<'r> {
         })
         .collect();
     let hits: Vec<Hit> = per_chunk.into_iter().flatten().collect();
-    let mut offsets = Vec::with_capacity(rows.len() + 1);
-    let mut at = 0usize;
-    for i in 0..rows.len() {
+    Detections::by_row(hits, rows.len(), ids)
+}
+
+impl<'r> Detections<'r> {
+    /// `hits` in row order, indexed by row.
+    fn by_row(hits: Vec<Hit>, rows: usize, ids: Vec<&'r str>) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        let mut at = 0usize;
+        for i in 0..rows {
+            offsets.push(at as u32);
+            while at < hits.len() && hits[at].row as usize == i {
+                at += 1;
+            }
+        }
         offsets.push(at as u32);
-        while at < hits.len() && hits[at].row as usize == i {
-            at += 1;
+        Detections { hits, offsets, ids }
+    }
+}
+
+/// Evaluate every `aws/cloudtrail` rule on every EKS API call (a handful per batch:
+/// serial, no index).
+pub fn detect_api<'r>(rules: &'r RuleSet, rows: &[ApiRow<'_>]) -> Detections<'r> {
+    let ids = rules.rules.iter().map(|r| r.id.as_str()).collect();
+    let mut hits = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        if rules.cloudtrail().is_empty() {
+            break;
+        }
+        let ev = ApiView::new(&row.event, &rules.bodies);
+        for &k in rules.cloudtrail() {
+            if rules.rules[k as usize].matches(&ev) {
+                hits.push(Hit {
+                    row: i as u32,
+                    rule: k,
+                });
+            }
         }
     }
-    offsets.push(at as u32);
-    Detections { hits, offsets, ids }
+    Detections::by_row(hits, rows.len(), ids)
+}
+
+/// An EKS API call as `aws/cloudtrail` rules see it: its typed fields, and its
+/// parameters and response walked once for every path of every rule.
+pub struct ApiView<'r> {
+    e: &'r ApiEvent,
+    paths: &'r BodyPaths,
+    bodies: [OnceCell<Vec<(u16, Text<'r>)>>; 2],
+}
+
+impl<'r> ApiView<'r> {
+    pub fn new(e: &'r ApiEvent, paths: &'r BodyPaths) -> Self {
+        Self {
+            e,
+            paths,
+            bodies: Default::default(),
+        }
+    }
+
+    fn body(&self, b: Body) -> &[(u16, Text<'r>)] {
+        let (i, raw) = match b {
+            Body::Parameters => (0, self.e.request_parameters.as_deref()),
+            Body::Elements => (1, self.e.response_elements.as_deref()),
+            // audit bodies: not an API call's
+            Body::Request | Body::Response => return &[],
+        };
+        self.bodies[i].get_or_init(|| {
+            let mut out = Vec::new();
+            if let Some(r) = raw {
+                collect(self.paths.trie(b), 0, r, &mut out);
+            }
+            out
+        })
+    }
+}
+
+impl sigma::Event for ApiView<'_> {
+    fn any_value(&self, field: &Field, f: &mut dyn FnMut(Value<'_>) -> bool) -> bool {
+        let e = self.e;
+        let c = &e.caller;
+        let t = &e.target;
+        let b = |v: Option<bool>| v.map(|v| if v { "true" } else { "false" });
+        let list = |v: Option<&Vec<String>>, f: &mut dyn FnMut(Value<'_>) -> bool| {
+            v.is_some_and(|v| v.iter().any(|s| f(Value::Str(s))))
+        };
+        let scalar: Option<&str> = match field {
+            Field::Trail(tf) => match tf {
+                Trail::EventName => Some(&e.event_name),
+                Trail::EventSource => Some(&e.event_source),
+                Trail::EventType => e.event_type.as_deref(),
+                Trail::EventId => Some(&e.event_id),
+                Trail::AwsRegion => e.region.as_deref(),
+                Trail::RecipientAccountId => e.account_id.as_deref(),
+                Trail::SourceIp => e.source_ip.as_deref(),
+                Trail::UserAgent => e.user_agent.as_deref(),
+                Trail::ErrorCode => e.error_code.as_deref(),
+                Trail::ErrorMessage => e.error_message.as_deref(),
+                Trail::RequestId => e.request_id.as_deref(),
+                Trail::CallerType => c.kind.as_deref(),
+                Trail::CallerArn => c.arn.as_deref(),
+                Trail::CallerAccountId => c.account_id.as_deref(),
+                Trail::CallerPrincipalId => c.principal_id.as_deref(),
+                Trail::CallerAccessKeyId => c.access_key_id.as_deref(),
+                Trail::CallerUserName => c.user_name.as_deref(),
+                Trail::CallerRoleArn => c.role_arn.as_deref(),
+                Trail::Cluster => e.cluster.as_deref(),
+                Trail::TargetPrincipalArn => t.principal_arn.as_deref(),
+                Trail::TargetPrincipalAccountId => t.principal_account_id.as_deref(),
+                Trail::AccessEntryType => t.access_entry_type.as_deref(),
+                Trail::AccessEntryUsername => t.access_entry_username.as_deref(),
+                Trail::AccessPolicyArn => t.access_policy_arn.as_deref(),
+                Trail::AccessScopeType => t.access_scope_type.as_deref(),
+                Trail::PodIdentityNamespace => t.pod_identity_namespace.as_deref(),
+                Trail::PodIdentityServiceAccount => t.pod_identity_service_account.as_deref(),
+                Trail::AuditLoggingEnabled => b(t.audit_logging_enabled),
+                Trail::AuthenticatorLoggingEnabled => b(t.authenticator_logging_enabled),
+                Trail::EndpointPublicAccess => b(t.endpoint_public_access),
+                Trail::AuthenticationMode => t.authentication_mode.as_deref(),
+                Trail::BootstrapClusterCreatorAdmin => b(t.bootstrap_cluster_creator_admin),
+            },
+            Field::TrailList(l) => {
+                return match l {
+                    TrailList::KubernetesGroups => list(t.kubernetes_groups.as_ref(), f),
+                    TrailList::AccessScopeNamespaces => list(t.access_scope_namespaces.as_ref(), f),
+                    TrailList::PublicAccessCidrs => list(t.public_access_cidrs.as_ref(), f),
+                }
+            }
+            Field::Body(bp) => {
+                return self
+                    .body(bp.body)
+                    .iter()
+                    .any(|(id, v)| *id == bp.id && f(Value::Str(v)))
+            }
+            // audit fields: never compiled into an aws/cloudtrail rule
+            _ => None,
+        };
+        scalar.is_some_and(|v| f(Value::Str(v)))
+    }
 }
 
 /// An audit row as the rules see it. What is not a typed field yet (lists, annotations,
@@ -171,6 +301,7 @@ impl<'r, 'a> RowEvent<'r, 'a> {
         let (i, raw) = match b {
             Body::Request => (0, self.row.event.request_object),
             Body::Response => (1, self.row.event.response_object),
+            Body::Parameters | Body::Elements => return &[],
         };
         self.bodies[i].get_or_init(|| {
             let mut out = Vec::new();
@@ -240,6 +371,8 @@ impl sigma::Event for RowEvent<'_, '_> {
                     .iter()
                     .any(|(id, v)| *id == bp.id && f(Value::Str(v)))
             }
+            // CloudTrail fields: never compiled into a kubernetes/audit rule
+            Field::Trail(_) | Field::TrailList(_) => None,
         };
         scalar.is_some_and(|v| f(Value::Str(v)))
     }

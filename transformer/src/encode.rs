@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    Int32Builder, ListBuilder, MapBuilder, MapFieldNames, StringBuilder,
+    BooleanBuilder, Int32Builder, ListBuilder, MapBuilder, MapFieldNames, StringBuilder,
     TimestampMillisecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
@@ -24,12 +24,12 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use resolver::{Attribution, StsSession};
-use schemas::{ColType, Column, EKS_AUDIT, FINDINGS, LIST_ITEM, STS_SESSIONS};
+use schemas::{ColType, Column, EKS_API_EVENTS, EKS_AUDIT, FINDINGS, LIST_ITEM, STS_SESSIONS};
 
 use crate::audit::UserExtra;
-use crate::detect::{Detections, Hit};
-use crate::extract::AuditRow;
-use crate::sigma::RuleSet;
+use crate::detect::Detections;
+use crate::extract::{ApiRow, AuditRow};
+use crate::finding::Finding;
 use crate::text::Text;
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +149,7 @@ enum ColBuilder {
     Str(StringBuilder),
     Int(Int32Builder),
     Ts(TimestampMillisecondBuilder),
+    Bool(BooleanBuilder),
     List(ListBuilder<StringBuilder>),
     Map(MapBuilder<StringBuilder, StringBuilder>),
     ListMap(MapBuilder<StringBuilder, ListBuilder<StringBuilder>>),
@@ -162,6 +163,7 @@ impl ColBuilder {
             ColType::TimestampMs => {
                 Self::Ts(TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC"))
             }
+            ColType::Bool => Self::Bool(BooleanBuilder::with_capacity(rows)),
             ColType::StrList => Self::List(list_builder()),
             ColType::StrMap => Self::Map(MapBuilder::new(
                 Some(map_names()),
@@ -181,6 +183,7 @@ impl ColBuilder {
             Self::Str(b) => Arc::new(b.finish()),
             Self::Int(b) => Arc::new(b.finish()),
             Self::Ts(b) => Arc::new(b.finish()),
+            Self::Bool(b) => Arc::new(b.finish()),
             Self::List(b) => Arc::new(b.finish()),
             Self::Map(b) => Arc::new(b.finish()),
             Self::ListMap(b) => Arc::new(b.finish()),
@@ -226,6 +229,7 @@ impl Columns {
     accessor!(s, Str, StringBuilder);
     accessor!(int, Int, Int32Builder);
     accessor!(ts, Ts, TimestampMillisecondBuilder);
+    accessor!(bool, Bool, BooleanBuilder);
     accessor!(list, List, ListBuilder<StringBuilder>);
     accessor!(map, Map, MapBuilder<StringBuilder, StringBuilder>);
     accessor!(list_map, ListMap, MapBuilder<StringBuilder, ListBuilder<StringBuilder>>);
@@ -642,17 +646,6 @@ pub fn audit_parquet<'x, A: AsRef<Attribution<'x>>>(
 
 const FINDINGS_EVENT_TIME: usize = schemas::position(FINDINGS, "event_time");
 
-/// `finding_id`: the same rule on the same CloudWatch event is the same finding, so a
-/// retried batch (and a re-delivered event) writes the same id.
-pub fn finding_id(rule_id: &str, r: &AuditRow<'_>) -> String {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for part in [rule_id, r.stamp.log_group, r.stamp.log_stream, r.cwl_id] {
-        h.update(part.as_bytes());
-        h.update(b"\n");
-    }
-    format!("{:032x}", h.digest128())
-}
-
 /// The last entry of `sourceIPs` (the one the apiserver saw), as `source_ip`.
 pub fn last_source_ip<'r>(r: &AuditRow<'r>) -> Option<Text<'r>> {
     let raw = r.event.source_ips.filter(|s| s.get().starts_with('['))?;
@@ -661,24 +654,16 @@ pub fn last_source_ip<'r>(r: &AuditRow<'r>) -> Option<Text<'r>> {
     de.deserialize_seq(StrSeq(&mut b)).ok().flatten()
 }
 
-/// One `findings` partition: `hits` are (row, rule) pairs of the batch, in event order.
-pub fn findings_batch<'x, A: AsRef<Attribution<'x>>>(
-    rows: &[AuditRow<'_>],
-    attributions: &[A],
-    rules: &RuleSet,
-    hits: &[Hit],
+/// One `findings` partition: `findings` in the order given (event order).
+pub fn findings_batch(
+    findings: &[&Finding<'_>],
     ingest_ms: i64,
 ) -> Result<RecordBatch, EncodeError> {
-    let mut c = Columns::new("findings", FINDINGS, hits.len());
+    let mut c = Columns::new("findings", FINDINGS, findings.len());
     let p = |n| schemas::position(FINDINGS, n);
-    for h in hits {
-        let r = &rows[h.row as usize];
-        let rule = &rules.rules[h.rule as usize];
-        let a = attributions[h.row as usize].as_ref();
-        let e = &r.event;
-        let o = e.object_ref.as_ref();
-        let user = e.user.as_ref();
-        c.s(p("finding_id")).append_value(finding_id(&rule.id, r));
+    for f in findings {
+        let rule = f.rule;
+        c.s(p("finding_id")).append_value(&f.finding_id);
         c.s(p("rule_id")).append_value(&rule.id);
         c.s(p("rule_name")).append_value(&rule.name);
         c.s(p("rule_title")).append_value(&rule.title);
@@ -688,65 +673,49 @@ pub fn findings_batch<'x, A: AsRef<Attribution<'x>>>(
             t.values().append_value(id);
         }
         t.append(true);
-        c.ts(p("event_time")).append_value(r.event_ms);
+        c.ts(p("event_time")).append_value(f.event_ms);
         c.ts(p("ingest_time")).append_value(ingest_ms);
-        c.s(p("account_id")).append_value(r.stamp.account_id);
-        c.opt(p("region"), r.region);
-        c.s(p("cluster")).append_value(r.stamp.cluster);
-        c.s(p("log_group")).append_value(r.stamp.log_group);
-        c.s(p("log_stream")).append_value(r.stamp.log_stream);
-        c.s(p("cwl_event_id")).append_value(r.cwl_id);
-        c.opt(p("audit_id"), e.audit_id.as_deref());
-        c.opt(p("stage"), e.stage.as_deref());
-        c.opt(p("verb"), e.verb.as_deref());
-        c.opt(p("request_uri"), e.request_uri.as_deref());
-        c.opt(p("object_resource"), o.and_then(|o| o.resource.as_deref()));
-        c.opt(
-            p("object_subresource"),
-            o.and_then(|o| o.subresource.as_deref()),
-        );
-        c.opt(
-            p("object_namespace"),
-            o.and_then(|o| o.namespace.as_deref()),
-        );
-        c.opt(p("object_name"), o.and_then(|o| o.name.as_deref()));
-        c.int(p("response_code"))
-            .append_option(e.response_status.as_ref().and_then(|s| s.code));
-        c.opt(p("authz_decision"), authz_decision(r).as_deref());
-        c.opt(p("source_ip"), last_source_ip(r).as_deref());
-        c.opt(p("user_agent"), e.user_agent.as_deref());
-        c.opt(p("username"), user.and_then(|u| u.username.as_deref()));
-        append_list(c.list(p("user_groups")), user.and_then(|u| u.groups));
-        c.opt(
-            p("impersonated_username"),
-            e.impersonated_user
-                .as_ref()
-                .and_then(|u| u.username.as_deref()),
-        );
-        let x = &r.extra;
-        c.opt(p("aws_access_key_id"), x.access_key_id);
-        c.opt(p("aws_arn"), x.arn);
-        c.opt(p("aws_role_arn"), x.canonical_arn);
-        c.opt(p("aws_session_name"), x.session_name);
-        append_attribution_at(&mut c, a, FINDINGS_ATTRIBUTION);
+        c.s(p("account_id")).append_value(f.account_id);
+        c.opt(p("region"), f.region);
+        c.opt(p("cluster"), f.cluster);
+        c.s(p("log_group")).append_value(f.log_group);
+        c.s(p("log_stream")).append_value(f.log_stream);
+        c.s(p("cwl_event_id")).append_value(f.cwl_event_id);
+        c.s(p("source_table")).append_value(f.source_table.as_str());
+        c.opt(p("event_name"), f.event_name);
+        c.opt(p("target_principal_arn"), f.target_principal_arn);
+        c.opt(p("audit_id"), f.audit_id);
+        c.opt(p("stage"), f.stage);
+        c.opt(p("verb"), f.verb);
+        c.opt(p("request_uri"), f.request_uri);
+        c.opt(p("object_resource"), f.object_resource);
+        c.opt(p("object_subresource"), f.object_subresource);
+        c.opt(p("object_namespace"), f.object_namespace);
+        c.opt(p("object_name"), f.object_name);
+        c.int(p("response_code")).append_option(f.response_code);
+        c.opt(p("authz_decision"), f.authz_decision.as_deref());
+        c.opt(p("source_ip"), f.source_ip.as_deref());
+        c.opt(p("user_agent"), f.user_agent);
+        c.opt(p("username"), f.username);
+        append_list(c.list(p("user_groups")), f.user_groups);
+        c.opt(p("impersonated_username"), f.impersonated_username);
+        c.opt(p("aws_access_key_id"), f.aws_access_key_id);
+        c.opt(p("aws_arn"), f.aws_arn);
+        c.opt(p("aws_role_arn"), f.aws_role_arn);
+        c.opt(p("aws_session_name"), f.aws_session_name);
+        append_attribution_at(&mut c, f.attribution, FINDINGS_ATTRIBUTION);
     }
     c.finish()
 }
 
 /// One `findings` partition -> Parquet bytes.
-pub fn findings_parquet<'x, A: AsRef<Attribution<'x>>>(
-    rows: &[AuditRow<'_>],
-    attributions: &[A],
-    rules: &RuleSet,
-    hits: &[Hit],
-    ingest_ms: i64,
-) -> Result<Vec<u8>, EncodeError> {
-    let b = findings_batch(rows, attributions, rules, hits, ingest_ms)?;
+pub fn findings_parquet(findings: &[&Finding<'_>], ingest_ms: i64) -> Result<Vec<u8>, EncodeError> {
+    let b = findings_batch(findings, ingest_ms)?;
     to_parquet("findings", &b, FINDINGS_EVENT_TIME)
 }
 
 /// The `authorization.k8s.io/decision` annotation, as the `authz_decision` column has it.
-fn authz_decision<'r>(r: &AuditRow<'r>) -> Option<Text<'r>> {
+pub fn authz_decision<'r>(r: &AuditRow<'r>) -> Option<Text<'r>> {
     let raw = r.event.annotations.filter(|a| a.get().starts_with('{'))?;
     let mut b = MapBuilder::new(
         Some(map_names()),
@@ -755,6 +724,137 @@ fn authz_decision<'r>(r: &AuditRow<'r>) -> Option<Text<'r>> {
     );
     let mut de = serde_json::Deserializer::from_str(raw.get());
     de.deserialize_map(StrMap(&mut b)).ok()?.0
+}
+
+// ---- eks_api_events ---------------------------------------------------------------------
+
+const API_EVENT_TIME: usize = schemas::position(EKS_API_EVENTS, "event_time");
+
+/// The attribution columns of `eks_api_events`, in [`schemas::ATTRIBUTION`] order.
+const API_ATTRIBUTION: [usize; schemas::ATTRIBUTION.len()] =
+    schemas::positions(EKS_API_EVENTS, schemas::ATTRIBUTION);
+
+fn strs(b: &mut ListBuilder<StringBuilder>, v: Option<&Vec<String>>) {
+    match v {
+        Some(v) => {
+            for s in v {
+                b.values().append_value(s);
+            }
+            b.append(true);
+        }
+        None => b.append(false),
+    }
+}
+
+/// One `eks_api_events` partition (rows at `positions`, in event order) -> a batch.
+pub fn api_events_batch<'x, A: AsRef<Attribution<'x>>>(
+    rows: &[ApiRow<'_>],
+    attributions: &[A],
+    detections: &Detections<'_>,
+    positions: &[usize],
+    ingest_ms: i64,
+) -> Result<RecordBatch, EncodeError> {
+    let mut c = Columns::new("eks_api_events", EKS_API_EVENTS, positions.len());
+    let p = |n| schemas::position(EKS_API_EVENTS, n);
+    for &i in positions {
+        let r = &rows[i];
+        let e = &r.event;
+        let k = &e.caller;
+        let t = &e.target;
+        c.opt(p("account_id"), e.account_id.as_deref());
+        c.opt(p("region"), e.region.as_deref());
+        c.opt(p("cluster"), e.cluster.as_deref());
+        c.s(p("log_group")).append_value(r.log_group);
+        c.s(p("log_stream")).append_value(r.log_stream);
+        c.s(p("cwl_event_id")).append_value(r.cwl_id);
+        c.ts(p("ingest_time")).append_value(ingest_ms);
+        c.ts(p("event_time")).append_value(e.event_ms);
+        c.s(p("event_id")).append_value(&e.event_id);
+        c.s(p("event_name")).append_value(&e.event_name);
+        c.s(p("event_source")).append_value(&e.event_source);
+        c.opt(p("event_type"), e.event_type.as_deref());
+        c.opt(p("request_id"), e.request_id.as_deref());
+        c.opt(p("source_ip"), e.source_ip.as_deref());
+        c.opt(p("user_agent"), e.user_agent.as_deref());
+        c.opt(p("error_code"), e.error_code.as_deref());
+        c.opt(p("error_message"), e.error_message.as_deref());
+        c.opt(p("caller_type"), k.kind.as_deref());
+        c.opt(p("caller_arn"), k.arn.as_deref());
+        c.opt(p("caller_account_id"), k.account_id.as_deref());
+        c.opt(p("caller_principal_id"), k.principal_id.as_deref());
+        c.opt(p("caller_access_key_id"), k.access_key_id.as_deref());
+        c.opt(p("caller_user_name"), k.user_name.as_deref());
+        c.opt(p("caller_role_arn"), k.role_arn.as_deref());
+        c.opt(p("caller_session_name"), k.session_name.as_deref());
+        append_attribution_at(&mut c, attributions[i].as_ref(), API_ATTRIBUTION);
+        c.opt(p("target_principal_arn"), t.principal_arn.as_deref());
+        c.opt(
+            p("target_principal_account_id"),
+            t.principal_account_id.as_deref(),
+        );
+        c.opt(p("access_entry_type"), t.access_entry_type.as_deref());
+        c.opt(
+            p("access_entry_username"),
+            t.access_entry_username.as_deref(),
+        );
+        strs(c.list(p("kubernetes_groups")), t.kubernetes_groups.as_ref());
+        c.opt(p("access_policy_arn"), t.access_policy_arn.as_deref());
+        c.opt(p("access_scope_type"), t.access_scope_type.as_deref());
+        strs(
+            c.list(p("access_scope_namespaces")),
+            t.access_scope_namespaces.as_ref(),
+        );
+        c.opt(
+            p("pod_identity_namespace"),
+            t.pod_identity_namespace.as_deref(),
+        );
+        c.opt(
+            p("pod_identity_service_account"),
+            t.pod_identity_service_account.as_deref(),
+        );
+        c.opt(p("association_id"), t.association_id.as_deref());
+        c.bool(p("audit_logging_enabled"))
+            .append_option(t.audit_logging_enabled);
+        c.bool(p("authenticator_logging_enabled"))
+            .append_option(t.authenticator_logging_enabled);
+        c.bool(p("endpoint_public_access"))
+            .append_option(t.endpoint_public_access);
+        strs(
+            c.list(p("public_access_cidrs")),
+            t.public_access_cidrs.as_ref(),
+        );
+        c.opt(p("authentication_mode"), t.authentication_mode.as_deref());
+        c.bool(p("bootstrap_cluster_creator_admin"))
+            .append_option(t.bootstrap_cluster_creator_admin);
+        c.opt(
+            p("identity_provider_config_name"),
+            t.identity_provider_config_name.as_deref(),
+        );
+        c.opt(
+            p("identity_provider_issuer_url"),
+            t.identity_provider_issuer_url.as_deref(),
+        );
+        c.opt(p("request_parameters"), e.request_parameters.as_deref());
+        c.opt(p("response_elements"), e.response_elements.as_deref());
+        let d = c.list(p("detections"));
+        for id in detections.rule_ids(i) {
+            d.values().append_value(id);
+        }
+        d.append(true);
+    }
+    c.finish()
+}
+
+/// One `eks_api_events` partition -> Parquet bytes.
+pub fn api_events_parquet<'x, A: AsRef<Attribution<'x>>>(
+    rows: &[ApiRow<'_>],
+    attributions: &[A],
+    detections: &Detections<'_>,
+    positions: &[usize],
+    ingest_ms: i64,
+) -> Result<Vec<u8>, EncodeError> {
+    let b = api_events_batch(rows, attributions, detections, positions, ingest_ms)?;
+    to_parquet("eks_api_events", &b, API_EVENT_TIME)
 }
 
 // ---- sts_sessions -----------------------------------------------------------------------

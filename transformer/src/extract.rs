@@ -1,5 +1,5 @@
 //! Stage 2, extract: a record's envelopes -> `eks_audit` rows (stamped, parsed,
-//! classified) and CloudTrail STS records.
+//! classified), CloudTrail STS records and EKS API calls (`eks_api_events` rows).
 //!
 //! Every log event of a cluster log group's audit stream becomes a row, whatever its
 //! message holds (unparseable messages are kept as `truncated`/`invalid` rows). The
@@ -16,6 +16,7 @@ use resolver::identity::{AwsExtra, Identity};
 
 use crate::audit::{self, ParseStatus};
 use crate::decode::{CwlEnvelope, CwlLogEvent, MessageType};
+use crate::eks_api::{self, ApiEvent};
 use crate::metrics::Metrics;
 use crate::trust::TrustedTrails;
 
@@ -94,11 +95,31 @@ impl AuditRow<'_> {
     }
 }
 
+/// One `eks_api_events` row: an EKS API call from a trusted trail and where it came from.
+#[derive(Debug)]
+pub struct ApiRow<'a> {
+    pub log_group: &'a str,
+    pub log_stream: &'a str,
+    pub cwl_id: &'a str,
+    pub event: ApiEvent,
+}
+
+impl ApiRow<'_> {
+    /// (day, account folder): the `eks_api_events` partition of the row.
+    pub fn partition(&self) -> (i64, &str) {
+        (
+            self.event.event_ms.div_euclid(86_400_000),
+            self.event.account_folder(),
+        )
+    }
+}
+
 /// What extraction produced for one record.
 #[derive(Debug, Default)]
 pub struct Extracted<'a> {
     pub rows: Vec<AuditRow<'a>>,
     pub sessions: Vec<StsSession>,
+    pub api_events: Vec<ApiRow<'a>>,
     pub metrics: Metrics,
     /// Every envelope was a control message.
     pub control_only: bool,
@@ -145,7 +166,7 @@ pub fn extract<'a>(envelopes: &'a [CwlEnvelope<'a>], cx: Context<'a>) -> Extract
             // the org trail's log group: STS records; any other group (a member account's
             // own, perhaps CloudTrail-shaped) is refused and counted
             None if cx.trusted_trails.trusts(&env.owner, &env.log_group) => {
-                sts_records(env, &mut out)
+                trail_records(env, &mut out)
             }
             None => out.metrics.sts_untrusted += env.log_events.len() as u64,
         }
@@ -172,9 +193,14 @@ fn stamp<'a>(env: &'a CwlEnvelope<'a>, cluster: &'a str) -> Stamp<'a> {
     }
 }
 
-fn sts_records(env: &CwlEnvelope<'_>, out: &mut Extracted<'_>) {
+/// A trusted trail's events: STS credential calls for the session index, EKS API calls
+/// for `eks_api_events`; anything else the filter let through is counted as skipped.
+/// (An EKS call is parsed twice, as an STS candidate and then as itself: they are a
+/// handful per day, STS calls the bulk.)
+fn trail_records<'a>(env: &'a CwlEnvelope<'a>, out: &mut Extracted<'a>) {
     for ev in &env.log_events {
-        match cloudtrail::parse_event(ev.message.as_bytes()) {
+        let sts = cloudtrail::parse_event(ev.message.as_bytes());
+        match sts {
             Ok(cloudtrail::Parsed::Sts(s)) => {
                 let mut s = *s;
                 if s.recipient_account_id.is_none() {
@@ -182,8 +208,27 @@ fn sts_records(env: &CwlEnvelope<'_>, out: &mut Extracted<'_>) {
                 }
                 out.sessions.push(s);
             }
-            Ok(cloudtrail::Parsed::Other) => out.metrics.skipped += 1,
-            Err(_) => out.metrics.sts_invalid += 1,
+            // the STS parser types `requestParameters` for STS calls: an EKS call with
+            // tags (a map, where STS has a list) does not parse as one, and is still an
+            // EKS call
+            Ok(cloudtrail::Parsed::Other) | Err(_) => match eks_api::parse(&ev.message) {
+                Ok(Some(mut event)) => {
+                    if event.account_id.is_none() {
+                        event.account_id = Some(env.owner.to_string());
+                    }
+                    out.metrics.eks_api_events += 1;
+                    out.api_events.push(ApiRow {
+                        log_group: &env.log_group,
+                        log_stream: &env.log_stream,
+                        cwl_id: &ev.id,
+                        event,
+                    });
+                }
+                Ok(None) if sts.is_ok() => out.metrics.skipped += 1,
+                Ok(None) => out.metrics.sts_invalid += 1,
+                Err(eks_api::EksApiError::NotJson(_)) => out.metrics.sts_invalid += 1,
+                Err(_) => out.metrics.eks_api_invalid += 1,
+            },
         }
     }
 }

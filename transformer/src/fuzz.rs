@@ -55,16 +55,11 @@ pub fn audit(data: &[u8]) {
     let bytes =
         crate::encode::audit_parquet(&x.rows, &a, &d, &[0], 0).expect("a row always encodes");
     assert!(!bytes.is_empty());
-    let _ = crate::alerts::build(
-        &x.rows,
-        &a,
-        shipped_rules(),
-        &d.hits,
-        crate::sigma::Severity::Informational,
-    );
-    if !d.is_empty() {
-        let f = crate::encode::findings_parquet(&x.rows, &a, shipped_rules(), &d.hits, 0)
-            .expect("findings always encode");
+    let findings = crate::finding::of_audit(&x.rows, &a, shipped_rules(), &d.hits);
+    let _ = crate::alerts::build(&findings, crate::sigma::Severity::Informational);
+    if !findings.is_empty() {
+        let all: Vec<_> = findings.iter().collect();
+        let f = crate::encode::findings_parquet(&all, 0).expect("findings always encode");
         assert!(!f.is_empty());
     }
 }
@@ -90,15 +85,46 @@ pub fn sigma(data: &[u8]) {
             let x = extract::extract(&envs, extract::Context::new(None));
             for r in &set.rules {
                 let _ = r.matches(&crate::detect::RowEvent::new(&x.rows[0], &set.bodies));
-                assert!(r.sql_condition().starts_with("parse_status = 'ok' AND "));
+                let sql = r.sql_condition();
+                match r.logsource {
+                    crate::sigma::LogSource::KubernetesAudit => {
+                        assert!(sql.starts_with("parse_status = 'ok' AND "))
+                    }
+                    crate::sigma::LogSource::CloudTrail => assert!(!sql.is_empty()),
+                }
             }
         }
         Err(e) => assert_eq!(e.file, "fuzz.yml"),
     }
 }
 
-/// One bare CloudTrail event, and the same bytes as an S3 log file.
+/// One bare CloudTrail event, and the same bytes as an S3 log file; an EKS API call
+/// through its whole path (typed fields, caller identity, rules, Parquet, alerts).
 pub fn cloudtrail(data: &[u8]) {
+    if let Ok(Some(event)) = std::str::from_utf8(data)
+        .map_err(|_| ())
+        .and_then(|s| crate::eks_api::parse(s).map_err(|_| ()))
+    {
+        assert!(!event.event_id.is_empty() && !event.event_name.is_empty());
+        if let Some(c) = &event.cluster {
+            assert!(c == crate::extract::INVALID || resolver::arn::is_cluster_name(c));
+        }
+        let rows = [crate::extract::ApiRow {
+            log_group: "trail",
+            log_stream: "s",
+            cwl_id: "1",
+            event,
+        }];
+        let ids: Vec<_> = rows.iter().map(|r| r.event.identity()).collect();
+        let index = resolver::SessionIndex::new();
+        let a = crate::attribute::attribute_api(&index, &rows, &ids);
+        let d = crate::detect::detect_api(shipped_rules(), &rows);
+        let bytes = crate::encode::api_events_parquet(&rows, &a, &d, &[0], 0)
+            .expect("an API call always encodes");
+        assert!(!bytes.is_empty());
+        let findings = crate::finding::of_api(&rows, &a, shipped_rules(), &d.hits);
+        let _ = crate::alerts::build(&findings, crate::sigma::Severity::Informational);
+    }
     if let Ok(resolver::cloudtrail::Parsed::Sts(s)) = resolver::cloudtrail::parse_event(data) {
         assert!(!s.event_id.is_empty());
         if s.error_code.is_some() {

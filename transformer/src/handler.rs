@@ -6,13 +6,15 @@
 //!
 //! 1. [`decode`]: gunzip (capped per record and per batch) and parse each record's
 //!    envelopes (parallel);
-//! 2. [`extract`]: stamp, parse and classify audit events; collect STS records (parallel);
+//! 2. [`extract`]: stamp, parse and classify audit events; collect STS records and
+//!    EKS API calls ([`eks_api`](crate::eks_api)) of trusted trails (parallel);
 //! 3. index the batch's STS sessions in the store (never replacing an indexed one), then
 //!    [`plan`] what the rows need and [`lookup::fetch`] it from the cache and store;
-//! 4. [`attribute`] every row against the filled index, then [`detect`]: every rule
-//!    on every parsed row (parallel);
-//! 5. [`partition`] rows by (day, account, cluster), sessions and findings by (day,
-//!    account)
+//! 4. [`attribute`] every row and EKS API caller against the filled index, then
+//!    [`detect`]: every rule on every parsed row (parallel) and API call, and build the
+//!    [`finding`]s;
+//! 5. [`partition`] rows by (day, account, cluster), sessions, API calls and findings
+//!    by (day, account)
 //!    (records past the batch's partition budget were failed back in step 2);
 //! 6. [`encode`] each partition as Parquet (parallel);
 //! 7. write the objects, then publish the alerts ([`alerts`]). Any write or publish
@@ -35,14 +37,14 @@ use crate::alerts::{self, AlertError, AlertSink, NoAlerts};
 use crate::decode::{self, DecodeError, Decoded};
 use crate::detect::{self, Detections};
 use crate::encode::{self, EncodeError};
-use crate::extract::{self, AuditRow, Extracted};
+use crate::extract::{self, ApiRow, AuditRow, Extracted};
 use crate::firehose::{FirehoseEvent, FirehoseResponse, FirehoseResponseRecord, RecordResult};
 use crate::lake::{LakeError, ObjectStore};
 use crate::metrics::Metrics;
 use crate::partition::{self, Partition};
 use crate::sigma::{RuleSet, Severity};
 use crate::trust::TrustedTrails;
-use crate::{attribute, lookup, plan};
+use crate::{attribute, finding, lookup, plan};
 
 /// What one batch may cost, whatever its records hold (DESIGN 6). Over a budget,
 /// records are failed back to Firehose (kept in `errors/`, replayable) and lookups are
@@ -305,7 +307,8 @@ impl<O: ObjectStore, S: SessionStore, A: AlertSink> Handler<O, S, A> {
             self.config.max_decompressed,
             self.config.budget.decompressed,
         );
-        let (outcomes, rows, sessions) = self.extract(&decoded, region, &mut metrics);
+        let (outcomes, rows, sessions, api_rows) = self.extract(&decoded, region, &mut metrics);
+        let api_ids: Vec<_> = api_rows.iter().map(|r| r.event.identity()).collect();
 
         // 3. index this batch's STS sessions (never replacing what the store holds),
         // then fetch what the rows still need from the cache and the store
@@ -315,7 +318,16 @@ impl<O: ObjectStore, S: SessionStore, A: AlertSink> Handler<O, S, A> {
             .collect();
         metrics.sts_sessions = sessions.len() as u64;
         let mut index = self.index_sessions(&sessions, &mut metrics).await?;
-        let plan = plan::plan(&rows);
+        let plan = plan::plan_of(
+            rows.iter()
+                .map(|r| (r.stamp.account_id, &r.identity, r.event_ms))
+                .chain(
+                    api_rows
+                        .iter()
+                        .zip(&api_ids)
+                        .map(|(r, id)| (r.event.account_folder(), id, r.event.event_ms)),
+                ),
+        );
         let budget = self.config.budget.lookups;
         let fetched = lookup::fetch(
             &self.sessions,
@@ -332,10 +344,19 @@ impl<O: ObjectStore, S: SessionStore, A: AlertSink> Handler<O, S, A> {
 
         // 4. attribute, detect
         let attributions = attribute::attribute(&index, &rows, &mut metrics);
+        let api_attributions = attribute::attribute_api(&index, &api_rows, &api_ids);
         metrics.events_written = rows.len() as u64;
         let rules = &*self.config.rules;
         let detections = detect::detect(rules, &rows);
-        metrics.findings = detections.len() as u64;
+        let api_detections = detect::detect_api(rules, &api_rows);
+        let mut findings = finding::of_audit(&rows, &attributions, rules, &detections.hits);
+        findings.extend(finding::of_api(
+            &api_rows,
+            &api_attributions,
+            rules,
+            &api_detections.hits,
+        ));
+        metrics.findings = findings.len() as u64;
 
         // 5-6. partition and encode
         let fingerprint = partition::batch_fingerprint(records.iter().map(|r| &*r.record_id));
@@ -343,7 +364,10 @@ impl<O: ObjectStore, S: SessionStore, A: AlertSink> Handler<O, S, A> {
             rows: &rows,
             attributions: &attributions,
             detections: &detections,
-            rules,
+            api_rows: &api_rows,
+            api_attributions: &api_attributions,
+            api_detections: &api_detections,
+            findings: &findings,
             sessions: &sessions,
         };
         let objects = encode_all(&batch, fingerprint, now_ms)?;
@@ -354,13 +378,7 @@ impl<O: ObjectStore, S: SessionStore, A: AlertSink> Handler<O, S, A> {
         metrics.bytes_written = objects.iter().map(|(_, b)| b.len() as u64).sum();
         let keys = self.write(objects).await?;
         if self.alerts.enabled() {
-            let alerts = alerts::build(
-                &rows,
-                &attributions,
-                rules,
-                &detections.hits,
-                self.config.alert_severity,
-            );
+            let alerts = alerts::build(&findings, self.config.alert_severity);
             self.alerts.publish(fingerprint, &alerts).await?;
             metrics.alerts_published = alerts.len() as u64;
         }
@@ -377,7 +395,7 @@ impl<O: ObjectStore, S: SessionStore, A: AlertSink> Handler<O, S, A> {
         decoded: &'a [Decoded],
         region: Option<&'a str>,
         metrics: &mut Metrics,
-    ) -> (Vec<RecordOutcome>, Vec<AuditRow<'a>>, Vec<StsSession>) {
+    ) -> Merged<'a> {
         let cx = extract::Context {
             default_region: region,
             aws_auth: self.config.aws_auth.as_deref(),
@@ -454,7 +472,7 @@ impl<O: ObjectStore, S: SessionStore, A: AlertSink> Handler<O, S, A> {
         &self,
         extracted: Vec<Result<(usize, Extracted<'a>), &DecodeError>>,
         metrics: &mut Metrics,
-    ) -> (Vec<RecordOutcome>, Vec<AuditRow<'a>>, Vec<StsSession>) {
+    ) -> Merged<'a> {
         let over = partition::over_partition_budget(
             extracted
                 .iter()
@@ -464,6 +482,7 @@ impl<O: ObjectStore, S: SessionStore, A: AlertSink> Handler<O, S, A> {
         let mut outcomes = Vec::with_capacity(extracted.len());
         let mut rows = Vec::new();
         let mut sessions = Vec::new();
+        let mut api_rows = Vec::new();
         for (ex, over) in extracted.into_iter().zip(over) {
             match ex {
                 Ok(_) if over => {
@@ -490,6 +509,7 @@ impl<O: ObjectStore, S: SessionStore, A: AlertSink> Handler<O, S, A> {
                     });
                     rows.extend(ex.rows);
                     sessions.extend(ex.sessions);
+                    api_rows.extend(ex.api_events);
                 }
                 Err(e) => {
                     metrics.records_failed += 1;
@@ -500,7 +520,7 @@ impl<O: ObjectStore, S: SessionStore, A: AlertSink> Handler<O, S, A> {
                 }
             }
         }
-        (outcomes, rows, sessions)
+        (outcomes, rows, sessions, api_rows)
     }
 
     /// Write every object (concurrently); any failure fails the batch.
@@ -521,17 +541,31 @@ impl<O: ObjectStore, S: SessionStore, A: AlertSink> Handler<O, S, A> {
     }
 }
 
+/// Each record's outcome, and the audit rows, STS sessions and EKS API calls of the
+/// records that go on.
+type Merged<'a> = (
+    Vec<RecordOutcome>,
+    Vec<AuditRow<'a>>,
+    Vec<StsSession>,
+    Vec<ApiRow<'a>>,
+);
+
+type Attributions<'b> = [std::borrow::Cow<'b, resolver::Attribution<'b>>];
+
 /// What steps 5-6 encode.
 struct Batch<'b, 'a> {
     rows: &'b [AuditRow<'a>],
-    attributions: &'b [std::borrow::Cow<'b, resolver::Attribution<'b>>],
+    attributions: &'b Attributions<'b>,
     detections: &'b Detections<'b>,
-    rules: &'b RuleSet,
+    api_rows: &'b [ApiRow<'a>],
+    api_attributions: &'b Attributions<'b>,
+    api_detections: &'b Detections<'b>,
+    findings: &'b [finding::Finding<'b>],
     sessions: &'b [Arc<StsSession>],
 }
 
-/// Steps 5-6: every `eks_audit` partition (in parallel), `sts_sessions` and `findings`
-/// partition as a Parquet object, in key order.
+/// Steps 5-6: every `eks_audit` partition (in parallel), `sts_sessions`,
+/// `eks_api_events` and `findings` partition as a Parquet object.
 fn encode_all(
     b: &Batch<'_, '_>,
     fingerprint: u64,
@@ -549,13 +583,21 @@ fn encode_all(
         let part: Vec<&StsSession> = p.rows.iter().map(|&i| &*b.sessions[i]).collect();
         objects.push(encoded(p, |_| encode::sts_parquet(&part))?);
     }
-    for (key, hits) in partition::findings_partitions(b.rows, &b.detections.hits, fingerprint) {
-        let p = Partition {
-            key,
-            rows: Vec::new(),
-        };
-        objects.push(encoded(p, |_| {
-            encode::findings_parquet(b.rows, b.attributions, b.rules, &hits, now_ms)
+    for p in partition::api_partitions(b.api_rows, fingerprint) {
+        objects.push(encoded(p, |pos| {
+            encode::api_events_parquet(
+                b.api_rows,
+                b.api_attributions,
+                b.api_detections,
+                pos,
+                now_ms,
+            )
+        })?);
+    }
+    for p in partition::findings_partitions(b.findings, fingerprint) {
+        objects.push(encoded(p, |pos| {
+            let part: Vec<&finding::Finding<'_>> = pos.iter().map(|&i| &b.findings[i]).collect();
+            encode::findings_parquet(&part, now_ms)
         })?);
     }
     Ok(objects)

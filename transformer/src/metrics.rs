@@ -29,6 +29,11 @@ pub struct Metrics {
     pub sts_invalid: u64,
     /// STS records naming an access key already indexed by a different record: not used.
     pub sts_conflicts: u64,
+    /// EKS API calls of trusted trails written to `eks_api_events`.
+    pub eks_api_events: u64,
+    /// `eks.amazonaws.com` records of a trusted trail without an id, name or time (kept
+    /// in the raw archive only).
+    pub eks_api_invalid: u64,
     pub attribution_resolved: u64,
     pub attribution_pending: u64,
     pub attribution_ambiguous: u64,
@@ -66,6 +71,8 @@ impl AddAssign for Metrics {
         self.sts_untrusted += o.sts_untrusted;
         self.sts_invalid += o.sts_invalid;
         self.sts_conflicts += o.sts_conflicts;
+        self.eks_api_events += o.eks_api_events;
+        self.eks_api_invalid += o.eks_api_invalid;
         self.attribution_resolved += o.attribution_resolved;
         self.attribution_pending += o.attribution_pending;
         self.attribution_ambiguous += o.attribution_ambiguous;

@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 
 use resolver::StsSession;
 
-use crate::extract::{AuditRow, INVALID};
+use crate::extract::{ApiRow, AuditRow, INVALID};
+use crate::finding::Finding;
 
 pub const DAY_MS: i64 = 86_400_000;
 
@@ -100,25 +101,41 @@ pub fn over_partition_budget<'r, 'a: 'r>(
 }
 
 /// `findings` partitions: the batch's findings by (event day, account), each in event
-/// order (then rule order), keyed like the other tables.
-pub fn findings_partitions(
-    rows: &[AuditRow<'_>],
-    hits: &[crate::detect::Hit],
-    fingerprint: u64,
-) -> Vec<(String, Vec<crate::detect::Hit>)> {
-    let mut parts: BTreeMap<(i64, &str), Vec<crate::detect::Hit>> = BTreeMap::new();
-    for h in hits {
-        let r = &rows[h.row as usize];
+/// order (then in the order given: row, then rule), keyed like the other tables.
+pub fn findings_partitions(findings: &[Finding<'_>], fingerprint: u64) -> Vec<Partition> {
+    let mut parts: BTreeMap<(i64, &str), Vec<usize>> = BTreeMap::new();
+    for (i, f) in findings.iter().enumerate() {
         parts
-            .entry((r.event_ms.div_euclid(DAY_MS), r.stamp.account_folder))
+            .entry((f.event_ms.div_euclid(DAY_MS), f.account_folder))
             .or_default()
-            .push(*h);
+            .push(i);
     }
     parts
         .into_iter()
-        .map(|((day, acct), mut hs)| {
-            hs.sort_by_key(|h| (rows[h.row as usize].event_ms, h.row, h.rule));
-            (object_key("findings", fingerprint, day, &[acct]), hs)
+        .map(|((day, acct), mut idx)| {
+            idx.sort_by_key(|&i| (findings[i].event_ms, i));
+            Partition {
+                key: object_key("findings", fingerprint, day, &[acct]),
+                rows: idx,
+            }
+        })
+        .collect()
+}
+
+/// `eks_api_events` partitions: (event day, account), each in event order.
+pub fn api_partitions(rows: &[ApiRow<'_>], fingerprint: u64) -> Vec<Partition> {
+    let mut parts: BTreeMap<(i64, &str), Vec<usize>> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        parts.entry(r.partition()).or_default().push(i);
+    }
+    parts
+        .into_iter()
+        .map(|((day, acct), mut idx)| {
+            idx.sort_by_key(|&i| (rows[i].event.event_ms, i));
+            Partition {
+                key: object_key("eks_api_events", fingerprint, day, &[acct]),
+                rows: idx,
+            }
         })
         .collect()
 }

@@ -60,6 +60,46 @@ impl Severity {
 pub enum LogSource {
     /// `product: kubernetes, service: audit`: `eks_audit` rows.
     KubernetesAudit,
+    /// `product: aws, service: cloudtrail`: `eks_api_events` rows (the EKS API calls of
+    /// trusted trails).
+    CloudTrail,
+}
+
+impl LogSource {
+    /// The view a retro-hunt of the rule reads.
+    pub fn view(self) -> &'static str {
+        match self {
+            Self::KubernetesAudit => "eks_audit_attributed",
+            Self::CloudTrail => "eks_api_events_attributed",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::KubernetesAudit => "kubernetes/audit",
+            Self::CloudTrail => "aws/cloudtrail",
+        }
+    }
+}
+
+/// Values for `|expand` placeholders (`%org_accounts%`): lists an operator configures
+/// instead of editing rules. A rule naming a placeholder without values is off (it is
+/// listed, never evaluated): "outside these accounts" cannot be decided without them.
+#[derive(Debug, Clone, Default)]
+pub struct Placeholders(std::collections::BTreeMap<String, Vec<String>>);
+
+impl Placeholders {
+    pub fn with(mut self, name: &str, values: Vec<String>) -> Self {
+        self.0.insert(name.to_owned(), values);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&[String]> {
+        self.0
+            .get(name)
+            .map(Vec::as_slice)
+            .filter(|v| !v.is_empty())
+    }
 }
 
 /// Why a rule file was refused.
@@ -82,11 +122,11 @@ pub enum RuleErrorKind {
     Type { key: String, expected: &'static str },
     #[error("`level` {0:?} is not one of informational, low, medium, high, critical")]
     Level(String),
-    #[error("logsource {0} is not supported (kubernetes/audit is)")]
+    #[error("logsource {0} is not supported (kubernetes/audit and aws/cloudtrail are)")]
     LogSource(String),
-    #[error("`{0}` is not an audit event field (see schemas/rules/README.md for the fields)")]
-    Field(String),
-    #[error("modifier `{modifier}` of `{field}` is not supported (contains, startswith, endswith, all, exists, cased, gt, gte, lt, lte are)")]
+    #[error("`{0}` is not a field of {1} events (see schemas/rules/README.md for the fields)")]
+    Field(String, &'static str),
+    #[error("modifier `{modifier}` of `{field}` is not supported (contains, startswith, endswith, all, exists, cased, expand, gt, gte, lt, lte are)")]
     Modifier { field: String, modifier: String },
     #[error("selection `{0}`: {1}")]
     Selection(String, String),
@@ -116,6 +156,8 @@ pub struct Rule {
     pub resources: Option<Vec<String>>,
     /// The same for `verb`.
     pub verbs: Option<Vec<String>>,
+    /// Why the rule is not evaluated (a placeholder without values), if it is not.
+    pub off: Option<String>,
     selections: Vec<Selection>,
     condition: Cond,
 }
@@ -198,8 +240,13 @@ pub enum Field {
     Extra(String),
     /// `annotations.<key>`.
     Annotation(String),
-    /// `requestObject.<path>` / `responseObject.<path>`.
+    /// `requestObject.<path>` / `responseObject.<path>` (CloudTrail:
+    /// `requestParameters.<path>` / `responseElements.<path>`).
     Body(BodyPath),
+    /// A CloudTrail field or a derived `eks_api_events` column.
+    Trail(Trail),
+    /// A list column of `eks_api_events`.
+    TrailList(TrailList),
 }
 
 /// A lax path into a request or response body.
@@ -254,17 +301,14 @@ impl PathTrie {
 /// The body paths of a rule set: one trie per body, ids in order of first use.
 #[derive(Debug, Clone, Default)]
 pub struct BodyPaths {
-    pub request: PathTrie,
-    pub response: PathTrie,
+    /// One trie per [`Body`], in its order.
+    tries: [PathTrie; 4],
     paths: Vec<(Body, Vec<String>)>,
 }
 
 impl BodyPaths {
     pub fn trie(&self, b: Body) -> &PathTrie {
-        match b {
-            Body::Request => &self.request,
-            Body::Response => &self.response,
-        }
+        &self.tries[b as usize]
     }
 
     fn intern(&mut self, bp: &mut BodyPath) -> Result<(), RuleErrorKind> {
@@ -284,10 +328,7 @@ impl BodyPaths {
         }
         let id = self.paths.len() as u16;
         self.paths.push((bp.body, bp.path.clone()));
-        let trie = match bp.body {
-            Body::Request => &mut self.request,
-            Body::Response => &mut self.response,
-        };
+        let trie = &mut self.tries[bp.body as usize];
         let mut node = 0u32;
         for seg in &bp.path {
             node = match trie.child(node, seg) {
@@ -338,9 +379,207 @@ pub enum List {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Body {
-    Request,
-    Response,
+    Request = 0,
+    Response = 1,
+    /// CloudTrail `requestParameters`.
+    Parameters = 2,
+    /// CloudTrail `responseElements`.
+    Elements = 3,
 }
+
+/// CloudTrail fields (their raw paths) and the derived `eks_api_events` columns (their
+/// column names) a `aws/cloudtrail` rule may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trail {
+    EventName,
+    EventSource,
+    EventType,
+    EventId,
+    AwsRegion,
+    RecipientAccountId,
+    SourceIp,
+    UserAgent,
+    ErrorCode,
+    ErrorMessage,
+    RequestId,
+    CallerType,
+    CallerArn,
+    CallerAccountId,
+    CallerPrincipalId,
+    CallerAccessKeyId,
+    CallerUserName,
+    CallerRoleArn,
+    Cluster,
+    TargetPrincipalArn,
+    TargetPrincipalAccountId,
+    AccessEntryType,
+    AccessEntryUsername,
+    AccessPolicyArn,
+    AccessScopeType,
+    PodIdentityNamespace,
+    PodIdentityServiceAccount,
+    AuditLoggingEnabled,
+    AuthenticatorLoggingEnabled,
+    EndpointPublicAccess,
+    AuthenticationMode,
+    BootstrapClusterCreatorAdmin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrailList {
+    KubernetesGroups,
+    AccessScopeNamespaces,
+    PublicAccessCidrs,
+}
+
+/// (Sigma field, field, `eks_api_events` column, boolean column).
+const TRAIL: &[(&str, Trail, &str, bool)] = &[
+    ("eventName", Trail::EventName, "event_name", false),
+    ("eventSource", Trail::EventSource, "event_source", false),
+    ("eventType", Trail::EventType, "event_type", false),
+    ("eventID", Trail::EventId, "event_id", false),
+    ("awsRegion", Trail::AwsRegion, "region", false),
+    (
+        "recipientAccountId",
+        Trail::RecipientAccountId,
+        "account_id",
+        false,
+    ),
+    ("sourceIPAddress", Trail::SourceIp, "source_ip", false),
+    ("userAgent", Trail::UserAgent, "user_agent", false),
+    ("errorCode", Trail::ErrorCode, "error_code", false),
+    ("errorMessage", Trail::ErrorMessage, "error_message", false),
+    ("requestID", Trail::RequestId, "request_id", false),
+    ("userIdentity.type", Trail::CallerType, "caller_type", false),
+    ("userIdentity.arn", Trail::CallerArn, "caller_arn", false),
+    (
+        "userIdentity.accountId",
+        Trail::CallerAccountId,
+        "caller_account_id",
+        false,
+    ),
+    (
+        "userIdentity.principalId",
+        Trail::CallerPrincipalId,
+        "caller_principal_id",
+        false,
+    ),
+    (
+        "userIdentity.accessKeyId",
+        Trail::CallerAccessKeyId,
+        "caller_access_key_id",
+        false,
+    ),
+    (
+        "userIdentity.userName",
+        Trail::CallerUserName,
+        "caller_user_name",
+        false,
+    ),
+    (
+        "userIdentity.sessionContext.sessionIssuer.arn",
+        Trail::CallerRoleArn,
+        "caller_role_arn",
+        false,
+    ),
+    ("cluster", Trail::Cluster, "cluster", false),
+    (
+        "target_principal_arn",
+        Trail::TargetPrincipalArn,
+        "target_principal_arn",
+        false,
+    ),
+    (
+        "target_principal_account_id",
+        Trail::TargetPrincipalAccountId,
+        "target_principal_account_id",
+        false,
+    ),
+    (
+        "access_entry_type",
+        Trail::AccessEntryType,
+        "access_entry_type",
+        false,
+    ),
+    (
+        "access_entry_username",
+        Trail::AccessEntryUsername,
+        "access_entry_username",
+        false,
+    ),
+    (
+        "access_policy_arn",
+        Trail::AccessPolicyArn,
+        "access_policy_arn",
+        false,
+    ),
+    (
+        "access_scope_type",
+        Trail::AccessScopeType,
+        "access_scope_type",
+        false,
+    ),
+    (
+        "pod_identity_namespace",
+        Trail::PodIdentityNamespace,
+        "pod_identity_namespace",
+        false,
+    ),
+    (
+        "pod_identity_service_account",
+        Trail::PodIdentityServiceAccount,
+        "pod_identity_service_account",
+        false,
+    ),
+    (
+        "audit_logging_enabled",
+        Trail::AuditLoggingEnabled,
+        "audit_logging_enabled",
+        true,
+    ),
+    (
+        "authenticator_logging_enabled",
+        Trail::AuthenticatorLoggingEnabled,
+        "authenticator_logging_enabled",
+        true,
+    ),
+    (
+        "endpoint_public_access",
+        Trail::EndpointPublicAccess,
+        "endpoint_public_access",
+        true,
+    ),
+    (
+        "authentication_mode",
+        Trail::AuthenticationMode,
+        "authentication_mode",
+        false,
+    ),
+    (
+        "bootstrap_cluster_creator_admin",
+        Trail::BootstrapClusterCreatorAdmin,
+        "bootstrap_cluster_creator_admin",
+        true,
+    ),
+];
+
+const TRAIL_LISTS: &[(&str, TrailList, &str)] = &[
+    (
+        "kubernetes_groups",
+        TrailList::KubernetesGroups,
+        "kubernetes_groups",
+    ),
+    (
+        "access_scope_namespaces",
+        TrailList::AccessScopeNamespaces,
+        "access_scope_namespaces",
+    ),
+    (
+        "public_access_cidrs",
+        TrailList::PublicAccessCidrs,
+        "public_access_cidrs",
+    ),
+];
 
 /// (Sigma field, field, `eks_audit` column).
 const SCALARS: &[(&str, Scalar, &str)] = &[
@@ -412,6 +651,31 @@ const LISTS: &[(&str, List, &str)] = &[
 ];
 
 impl Field {
+    /// A field of `source`'s events by its Sigma name.
+    pub fn parse_in(source: LogSource, name: &str) -> Option<Field> {
+        match source {
+            LogSource::KubernetesAudit => Self::parse(name),
+            LogSource::CloudTrail => Self::parse_trail(name),
+        }
+    }
+
+    fn parse_trail(name: &str) -> Option<Field> {
+        if let Some(t) = TRAIL.iter().find(|t| t.0 == name) {
+            return Some(Field::Trail(t.1));
+        }
+        if let Some(l) = TRAIL_LISTS.iter().find(|l| l.0 == name) {
+            return Some(Field::TrailList(l.1));
+        }
+        body_path(
+            name,
+            [
+                ("requestParameters.", Body::Parameters),
+                ("responseElements.", Body::Elements),
+            ],
+        )
+    }
+
+    /// A `kubernetes/audit` field by its Sigma name (the raw audit path).
     pub fn parse(name: &str) -> Option<Field> {
         if let Some(s) = SCALARS.iter().find(|s| s.0 == name) {
             return Some(Field::Scalar(s.1));
@@ -426,30 +690,38 @@ impl Field {
         if let Some(k) = key("annotations.") {
             return Some(Field::Annotation(k.to_owned()));
         }
-        for (prefix, body) in [
-            ("requestObject.", Body::Request),
-            ("responseObject.", Body::Response),
-        ] {
-            if let Some(p) = key(prefix) {
-                let path: Vec<String> = p.split('.').map(str::to_owned).collect();
-                if path.iter().any(|s| s.is_empty()) {
-                    return None;
-                }
-                return Some(Field::Body(BodyPath { body, path, id: 0 }));
-            }
-        }
-        None
+        body_path(
+            name,
+            [
+                ("requestObject.", Body::Request),
+                ("responseObject.", Body::Response),
+            ],
+        )
     }
 
     /// Cheaper fields first: a selection's matchers are tried in this order.
     fn cost(&self) -> u8 {
         match self {
-            Field::Scalar(_) => 0,
-            Field::List(_) | Field::Extra(_) => 1,
+            Field::Scalar(_) | Field::Trail(_) => 0,
+            Field::List(_) | Field::Extra(_) | Field::TrailList(_) => 1,
             Field::Annotation(_) => 2,
             Field::Body(..) => 3,
         }
     }
+}
+
+/// `<prefix><a.b.c>` of one of `bodies` as a body path (no empty segment).
+fn body_path(name: &str, bodies: [(&str, Body); 2]) -> Option<Field> {
+    for (prefix, body) in bodies {
+        if let Some(p) = name.strip_prefix(prefix).filter(|k| !k.is_empty()) {
+            let path: Vec<String> = p.split('.').map(str::to_owned).collect();
+            if path.iter().any(|s| s.is_empty()) {
+                return None;
+            }
+            return Some(Field::Body(BodyPath { body, path, id: 0 }));
+        }
+    }
+    None
 }
 
 /// One value of a field.
@@ -661,8 +933,17 @@ fn utf8_len(b: u8) -> usize {
 
 // ---- parsing ----------------------------------------------------------------------------
 
-/// Parse a Sigma YAML file (one rule per document) into rules.
+/// Parse a Sigma YAML file (one rule per document) into rules, without placeholders.
 pub fn parse_file(file: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
+    parse_file_with(file, text, &Placeholders::default())
+}
+
+/// Parse a Sigma YAML file, expanding `|expand` placeholders from `placeholders`.
+pub fn parse_file_with(
+    file: &str,
+    text: &str,
+    placeholders: &Placeholders,
+) -> Result<Vec<Rule>, RuleError> {
     use serde::Deserialize as _;
     let mut out = Vec::new();
     for (n, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
@@ -677,7 +958,7 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<Rule>, RuleError> {
             continue; // an empty document (a trailing `---`)
         }
         let label = label_of(&v).unwrap_or_else(|| format!("#{}", n + 1));
-        out.push(compile(file, &v).map_err(|k| err(label, k))?);
+        out.push(compile(file, &v, placeholders).map_err(|k| err(label, k))?);
     }
     Ok(out)
 }
@@ -735,7 +1016,15 @@ fn plain_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-fn compile(file: &str, v: &Yaml) -> Result<Rule, RuleErrorKind> {
+/// What compiling one rule needs besides its YAML.
+struct Ctx<'p> {
+    source: LogSource,
+    placeholders: &'p Placeholders,
+    /// Placeholders the rule names that have no values.
+    unset: std::cell::RefCell<Vec<String>>,
+}
+
+fn compile(file: &str, v: &Yaml, placeholders: &Placeholders) -> Result<Rule, RuleErrorKind> {
     if !v.is_mapping() {
         return Err(RuleErrorKind::Type {
             key: "the document".into(),
@@ -767,6 +1056,7 @@ fn compile(file: &str, v: &Yaml) -> Result<Rule, RuleErrorKind> {
             let get = |k| ls.get(k).and_then(Yaml::as_str);
             match (get("product"), get("service"), get("category")) {
                 (Some("kubernetes"), Some("audit"), None) => LogSource::KubernetesAudit,
+                (Some("aws"), Some("cloudtrail"), None) => LogSource::CloudTrail,
                 (p, s, c) => {
                     return Err(RuleErrorKind::LogSource(format!(
                         "product {p:?} service {s:?} category {c:?}"
@@ -790,7 +1080,13 @@ fn compile(file: &str, v: &Yaml) -> Result<Rule, RuleErrorKind> {
             })
         }
     };
-    let (selections, condition) = compile_detection(detection)?;
+    let cx = Ctx {
+        source: logsource,
+        placeholders,
+        unset: Default::default(),
+    };
+    let (selections, condition) = compile_detection(detection, &cx)?;
+    let unset = cx.unset.into_inner();
     Ok(Rule {
         id,
         name,
@@ -808,6 +1104,16 @@ fn compile(file: &str, v: &Yaml) -> Result<Rule, RuleErrorKind> {
         file: file.to_owned(),
         resources: required(&condition, &selections, Scalar::ObjectResource),
         verbs: required(&condition, &selections, Scalar::Verb),
+        off: (!unset.is_empty()).then(|| {
+            format!(
+                "placeholder {} has no values (see schemas/rules/README.md)",
+                unset
+                    .iter()
+                    .map(|n| format!("%{n}%"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }),
         selections,
         condition,
     })
@@ -882,7 +1188,7 @@ fn technique(tag: &str) -> Option<String> {
     (digits(main, 4) && (sub.is_empty() || digits(sub, 3))).then(|| format!("T{rest}"))
 }
 
-fn compile_detection(d: &Mapping) -> Result<(Vec<Selection>, Cond), RuleErrorKind> {
+fn compile_detection(d: &Mapping, cx: &Ctx<'_>) -> Result<(Vec<Selection>, Cond), RuleErrorKind> {
     let mut selections = Vec::new();
     let mut condition = None;
     for (k, v) in d {
@@ -904,11 +1210,11 @@ fn compile_detection(d: &Mapping) -> Result<(Vec<Selection>, Cond), RuleErrorKin
         }
         let sel = |why: String| RuleErrorKind::Selection(name.into(), why);
         let any_of = match v {
-            Yaml::Mapping(m) => vec![compile_map(m, name)?],
+            Yaml::Mapping(m) => vec![compile_map(m, name, cx)?],
             Yaml::Sequence(items) if !items.is_empty() && items.iter().all(Yaml::is_mapping) => {
                 items
                     .iter()
-                    .map(|i| compile_map(i.as_mapping().expect("checked"), name))
+                    .map(|i| compile_map(i.as_mapping().expect("checked"), name, cx))
                     .collect::<Result<_, _>>()?
             }
             Yaml::Sequence(_) => {
@@ -959,7 +1265,7 @@ fn compile_detection(d: &Mapping) -> Result<(Vec<Selection>, Cond), RuleErrorKin
     Ok((selections, cond))
 }
 
-fn compile_map(m: &Mapping, sel: &str) -> Result<Vec<Matcher>, RuleErrorKind> {
+fn compile_map(m: &Mapping, sel: &str, cx: &Ctx<'_>) -> Result<Vec<Matcher>, RuleErrorKind> {
     let mut out = Vec::new();
     for (k, v) in m {
         let Some(key) = k.as_str() else {
@@ -968,7 +1274,7 @@ fn compile_map(m: &Mapping, sel: &str) -> Result<Vec<Matcher>, RuleErrorKind> {
                 "field names must be strings".into(),
             ));
         };
-        out.push(compile_matcher(key, v, sel)?);
+        out.push(compile_matcher(key, v, sel, cx)?);
     }
     if out.is_empty() {
         return Err(RuleErrorKind::Selection(sel.into(), "is empty".into()));
@@ -985,13 +1291,15 @@ struct Mods {
     all: bool,
     exists: bool,
     cased: bool,
+    expand: bool,
     num: Option<NumOp>,
 }
 
-fn compile_matcher(key: &str, v: &Yaml, sel: &str) -> Result<Matcher, RuleErrorKind> {
+fn compile_matcher(key: &str, v: &Yaml, sel: &str, cx: &Ctx<'_>) -> Result<Matcher, RuleErrorKind> {
     let mut parts = key.split('|');
     let fname = parts.next().unwrap_or_default();
-    let field = Field::parse(fname).ok_or_else(|| RuleErrorKind::Field(fname.into()))?;
+    let field = Field::parse_in(cx.source, fname)
+        .ok_or_else(|| RuleErrorKind::Field(fname.into(), cx.source.as_str()))?;
     let mut m = Mods::default();
     for modifier in parts {
         let bad = || RuleErrorKind::Modifier {
@@ -1005,6 +1313,7 @@ fn compile_matcher(key: &str, v: &Yaml, sel: &str) -> Result<Matcher, RuleErrorK
             "all" => m.all = true,
             "exists" => m.exists = true,
             "cased" => m.cased = true,
+            "expand" => m.expand = true,
             "gt" => m.num = Some(NumOp::Gt),
             "gte" => m.num = Some(NumOp::Gte),
             "lt" => m.num = Some(NumOp::Lt),
@@ -1040,6 +1349,41 @@ fn compile_matcher(key: &str, v: &Yaml, sel: &str) -> Result<Matcher, RuleErrorK
         Yaml::Sequence(s) if s.is_empty() => return Err(selerr("an empty list".into())),
         Yaml::Sequence(s) => s.iter().collect(),
         other => vec![other],
+    };
+    // `|expand`: each `%name%` value stands for the placeholder's values
+    let mut expanded: Vec<Yaml> = Vec::new();
+    if m.expand {
+        if m.num.is_some() {
+            return Err(selerr("expand takes placeholders, not numbers".into()));
+        }
+        for val in &values {
+            let name = val
+                .as_str()
+                .and_then(|s| s.strip_prefix('%'))
+                .and_then(|s| s.strip_suffix('%'))
+                .filter(|n| plain_id(n))
+                .ok_or_else(|| selerr("expand values must be placeholders like %name%".into()))?;
+            match cx.placeholders.get(name) {
+                Some(vs) => expanded.extend(vs.iter().map(|v| Yaml::String(v.clone()))),
+                None => cx.unset.borrow_mut().push(name.to_owned()),
+            }
+        }
+        if expanded.is_empty() {
+            // the rule is off; it still compiles, to be listed
+            return Ok(Matcher {
+                field,
+                test: Test::Values {
+                    patterns: Vec::new(),
+                    all: false,
+                    or_null: false,
+                },
+            });
+        }
+    }
+    let values: Vec<&Yaml> = if m.expand {
+        expanded.iter().collect()
+    } else {
+        values
     };
     let mut patterns = Vec::new();
     let mut or_null = false;
@@ -1310,9 +1654,12 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
     /// Every body path the rules read, so that an event's body is walked once.
     pub bodies: BodyPaths,
-    /// Rules by the `objectRef.resource` values they require, and those requiring none.
+    /// `kubernetes/audit` rules by the `objectRef.resource` values they require, and
+    /// those requiring none.
     by_resource: std::collections::HashMap<String, Vec<u16>>,
     any_resource: Vec<u16>,
+    /// `aws/cloudtrail` rules (EKS API calls are few: no index).
+    cloudtrail: Vec<u16>,
 }
 
 impl RuleSet {
@@ -1320,9 +1667,17 @@ impl RuleSet {
     pub fn from_files<'f>(
         files: impl IntoIterator<Item = (&'f str, &'f str)>,
     ) -> Result<Self, RuleError> {
+        Self::from_files_with(files, &Placeholders::default())
+    }
+
+    /// [`RuleSet::from_files`], expanding `|expand` placeholders.
+    pub fn from_files_with<'f>(
+        files: impl IntoIterator<Item = (&'f str, &'f str)>,
+        placeholders: &Placeholders,
+    ) -> Result<Self, RuleError> {
         let mut set = RuleSet::default();
         for (file, text) in files {
-            for r in parse_file(file, text)? {
+            for r in parse_file_with(file, text, placeholders)? {
                 set.add(r)?;
             }
         }
@@ -1360,13 +1715,16 @@ impl RuleSet {
             }
         }
         let i = self.rules.len() as u16;
-        match &r.resources {
-            Some(rs) => {
+        match (&r.off, r.logsource, &r.resources) {
+            // listed, never evaluated
+            (Some(_), _, _) => {}
+            (None, LogSource::CloudTrail, _) => self.cloudtrail.push(i),
+            (None, LogSource::KubernetesAudit, Some(rs)) => {
                 for res in rs {
                     self.by_resource.entry(res.clone()).or_default().push(i);
                 }
             }
-            None => self.any_resource.push(i),
+            (None, LogSource::KubernetesAudit, None) => self.any_resource.push(i),
         }
         self.rules.push(r);
         Ok(())
@@ -1430,6 +1788,11 @@ impl RuleSet {
         }
     }
 
+    /// The `aws/cloudtrail` rules in force, in rule order.
+    pub fn cloudtrail(&self) -> &[u16] {
+        &self.cloudtrail
+    }
+
     /// A rule by id or name.
     pub fn get(&self, id_or_name: &str) -> Option<&Rule> {
         self.rules
@@ -1439,6 +1802,35 @@ impl RuleSet {
 }
 
 // ---- SQL --------------------------------------------------------------------------------
+
+/// What a retro-hunt of an `aws/cloudtrail` rule returns per finding (columns of
+/// `eks_api_events_attributed`).
+pub const RETRO_TRAIL_COLUMNS: &[&str] = &[
+    "event_time",
+    "account_id",
+    "region",
+    "cluster",
+    "log_group",
+    "log_stream",
+    "cwl_event_id",
+    "event_id",
+    "event_name",
+    "error_code",
+    "target_principal_arn",
+    "access_policy_arn",
+    "audit_logging_enabled",
+    "endpoint_public_access",
+    "source_ip",
+    "user_agent",
+    "caller_arn",
+    "principal_type",
+    "principal_name",
+    "principal_arn",
+    "principal_account_id",
+    "role_chain",
+    "attribution_status",
+    "dt",
+];
 
 /// What a retro-hunt returns per finding (columns of `eks_audit_attributed`).
 pub const RETRO_COLUMNS: &[&str] = &[
@@ -1530,6 +1922,37 @@ fn sql_field(f: &Field) -> SqlField {
             path,
             ..
         }) => SqlField::List(body_values("response_object", path)),
+        Field::Body(BodyPath {
+            body: Body::Parameters,
+            path,
+            ..
+        }) => SqlField::List(body_values("request_parameters", path)),
+        Field::Body(BodyPath {
+            body: Body::Elements,
+            path,
+            ..
+        }) => SqlField::List(body_values("response_elements", path)),
+        Field::Trail(t) => {
+            let (col, boolean) = TRAIL
+                .iter()
+                .find(|x| x.1 == *t)
+                .map(|x| (x.2, x.3))
+                .expect("every trail field has a column");
+            // booleans compare as their JSON text, as at ingest
+            SqlField::Scalar(if boolean {
+                format!("CAST({col} AS varchar)")
+            } else {
+                col.into()
+            })
+        }
+        Field::TrailList(l) => SqlField::List(
+            TRAIL_LISTS
+                .iter()
+                .find(|x| x.1 == *l)
+                .map(|x| x.2)
+                .expect("every trail list has a column")
+                .into(),
+        ),
     }
 }
 
@@ -1606,6 +2029,8 @@ impl Matcher {
                 let each: Vec<String> = patterns.iter().map(|p| some(&|x| p.sql(x))).collect();
                 format!("({})", each.join(" AND "))
             }
+            // an `|expand` placeholder without values: nothing matches
+            Test::Values { patterns, .. } if patterns.is_empty() => "false".into(),
             Test::Values {
                 patterns, or_null, ..
             } => {
@@ -1624,10 +2049,15 @@ impl Matcher {
 }
 
 impl Rule {
-    /// The rule's condition as an Athena SQL predicate over `eks_audit_attributed`
-    /// (rows that parsed; unparseable rows are never evaluated at ingest either).
+    /// The rule's condition as an Athena SQL predicate over its view (audit rows that
+    /// parsed: unparseable rows are never evaluated at ingest either).
     pub fn sql_condition(&self) -> String {
-        format!("parse_status = 'ok' AND {}", self.cond_sql(&self.condition))
+        match self.logsource {
+            LogSource::KubernetesAudit => {
+                format!("parse_status = 'ok' AND {}", self.cond_sql(&self.condition))
+            }
+            LogSource::CloudTrail => self.cond_sql(&self.condition),
+        }
     }
 
     /// The rule as one Athena statement over `eks_audit_attributed` (days inclusive,
@@ -1640,7 +2070,12 @@ impl Rule {
         };
         let techniques: Vec<String> = self.techniques.iter().map(|t| sql_str(t)).collect();
         format!(
-            "-- {name} ({level}): {title}\n-- id {id}, from {file}{warn}\nSELECT {rid} AS rule_id, {rname} AS rule_name, {rtitle} AS rule_title,\n  {sev} AS severity, ARRAY[{tech}] AS mitre_techniques,\n  {cols}\nFROM eks_audit_attributed\nWHERE {dt}{cond}\nORDER BY event_time;\n",
+            "-- {name} ({level}): {title}\n-- id {id}, from {file}{warn}{off}\nSELECT {rid} AS rule_id, {rname} AS rule_name, {rtitle} AS rule_title,\n  {sev} AS severity, ARRAY[{tech}] AS mitre_techniques,\n  {cols}\nFROM {view}\nWHERE {dt}{cond}\nORDER BY event_time;\n",
+            off = match &self.off {
+                Some(why) => format!("\n-- off at ingest: {why}; this query would match as if the list were empty"),
+                None => String::new(),
+            },
+            view = self.logsource.view(),
             name = one_line(&self.name),
             level = self.severity.as_str(),
             title = one_line(&self.title),
@@ -1652,7 +2087,11 @@ impl Rule {
             rtitle = sql_str(&self.title),
             sev = sql_str(self.severity.as_str()),
             tech = techniques.join(", "),
-            cols = RETRO_COLUMNS.join(", "),
+            cols = match self.logsource {
+                LogSource::KubernetesAudit => RETRO_COLUMNS,
+                LogSource::CloudTrail => RETRO_TRAIL_COLUMNS,
+            }
+            .join(", "),
             cond = self.sql_condition(),
         )
     }
@@ -1700,7 +2139,9 @@ mod tests {
         fn any_value(&self, field: &Field, f: &mut dyn FnMut(Value<'_>) -> bool) -> bool {
             self.0
                 .iter()
-                .filter(|(n, _)| Field::parse(n).as_ref() == Some(field))
+                .filter(|(n, _)| {
+                    Field::parse(n).or_else(|| Field::parse_trail(n)).as_ref() == Some(field)
+                })
                 .flat_map(|(_, vs)| vs.iter())
                 .any(|v| f(Value::Str(v)))
         }
@@ -1761,6 +2202,121 @@ mod tests {
         assert!(!r.matches(&ev(&[("userAgent", &["apyb"])])));
     }
 
+    fn trail_rule(detection: &str, ph: &Placeholders) -> Result<Rule, RuleError> {
+        let y = format!(
+            "title: t\nid: 0b4e3a52-5c1e-4f7e-9a55-000000000002\nlevel: medium\nlogsource: {{product: aws, service: cloudtrail}}\ndetection:\n{detection}"
+        );
+        parse_file_with("t.yml", &y, ph).map(|mut v| v.remove(0))
+    }
+
+    #[test]
+    fn cloudtrail_rules_read_trail_fields_and_expand_placeholders() {
+        let d = "  sel:\n    eventName: CreateAccessEntry\n    errorCode: null\n  org:\n    target_principal_account_id|expand: '%org_accounts%'\n  condition: sel and not org\n";
+        let ph = Placeholders::default().with(
+            "org_accounts",
+            vec!["111122223333".into(), "444455556666".into()],
+        );
+        let r = trail_rule(d, &ph).unwrap();
+        assert_eq!(r.logsource, LogSource::CloudTrail);
+        assert!(r.off.is_none());
+        let call = |acct: &'static str| {
+            ev(&[
+                ("eventName", &["CreateAccessEntry"]),
+                (
+                    "target_principal_account_id",
+                    std::slice::from_ref(Box::leak(Box::new(acct))),
+                ),
+            ])
+        };
+        assert!(r.matches(&call("999988887777")), "outside the organisation");
+        assert!(!r.matches(&call("444455556666")));
+        let sql = r.sql_query(Some(("2026-11-01", "2026-11-30")));
+        assert!(sql.contains("FROM eks_api_events_attributed"), "{sql}");
+        assert!(
+            sql.contains("lower(target_principal_account_id) = '444455556666'"),
+            "{sql}"
+        );
+        assert!(!sql.contains("parse_status"), "{sql}");
+        // without values the rule is listed but off, and a set never evaluates it
+        let r = trail_rule(d, &Placeholders::default()).unwrap();
+        assert!(r.off.as_deref().unwrap().contains("%org_accounts%"));
+        let mut set = RuleSet::default();
+        set.add(r).unwrap();
+        assert!(set.cloudtrail().is_empty());
+        let mut out = Vec::new();
+        set.candidates(None, &mut out);
+        assert!(out.is_empty());
+        // audit fields are not trail fields, and the other way round
+        let e = trail_rule("  s:\n    verb: create\n  condition: s\n", &ph).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("not a field of aws/cloudtrail events"),
+            "{e}"
+        );
+        assert!(rule("  s:\n    eventName: x\n  condition: s\n").is_err());
+        let e = trail_rule(
+            "  s:\n    eventName|expand: CreateAccessEntry\n  condition: s\n",
+            &ph,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("placeholders like %name%"), "{e}");
+        // booleans compare as their JSON text; SQL casts the column the same way
+        let r = trail_rule(
+            "  s:\n    audit_logging_enabled: false\n  condition: s\n",
+            &ph,
+        )
+        .unwrap();
+        assert!(r.matches(&ev(&[("audit_logging_enabled", &["false"])])));
+        assert!(r
+            .sql_condition()
+            .contains("CAST(audit_logging_enabled AS varchar)"));
+        let r = trail_rule(
+            "  s:\n    requestParameters.accessScope.type: cluster\n  condition: s\n",
+            &ph,
+        )
+        .unwrap();
+        assert!(
+            r.sql_condition().contains("request_parameters"),
+            "{}",
+            r.sql_condition()
+        );
+    }
+
+    /// The SQL a rule renders names real columns of its table, of the right type.
+    #[test]
+    fn every_field_maps_to_a_column_of_its_table() {
+        use schemas::{ColType, EKS_API_EVENTS, EKS_AUDIT};
+        let ty = |cols: &[schemas::Column], n: &str| {
+            cols.iter()
+                .find(|c| c.name == n)
+                .map(|c| c.ty)
+                .unwrap_or_else(|| panic!("no column {n}"))
+        };
+        for (_, _, col) in SCALARS {
+            assert!(matches!(ty(EKS_AUDIT, col), ColType::Str | ColType::Int));
+        }
+        for (_, _, col) in LISTS {
+            assert_eq!(ty(EKS_AUDIT, col), ColType::StrList);
+        }
+        for (_, _, col, boolean) in TRAIL {
+            let want = if *boolean {
+                ColType::Bool
+            } else {
+                ColType::Str
+            };
+            assert_eq!(ty(EKS_API_EVENTS, col), want, "{col}");
+        }
+        for (_, _, col) in TRAIL_LISTS {
+            assert_eq!(ty(EKS_API_EVENTS, col), ColType::StrList);
+        }
+        for c in ["request_parameters", "response_elements"] {
+            assert_eq!(ty(EKS_API_EVENTS, c), ColType::Str);
+        }
+        for c in RETRO_TRAIL_COLUMNS.iter().filter(|c| **c != "dt") {
+            ty(EKS_API_EVENTS, c);
+        }
+    }
+
     #[test]
     fn one_of_all_of_and_them() {
         let r = rule("  sel_a:\n    verb: a\n  sel_b:\n    verb: b\n  _f:\n    verb: c\n  condition: 1 of sel_*\n").unwrap();
@@ -1776,7 +2332,7 @@ mod tests {
         let e = |d: &str| rule(d).unwrap_err().to_string();
         assert!(e("  s:\n    verb|re: x\n  condition: s\n").contains("modifier `re`"));
         assert!(e("  s:\n    objectRef.subResource: exec\n  condition: s\n")
-            .contains("`objectRef.subResource` is not an audit event field"));
+            .contains("`objectRef.subResource` is not a field of kubernetes/audit events"));
         assert!(e("  s:\n    verb: x\n  condition: s | count() > 5\n").contains("aggregations"));
         assert!(e("  s:\n    verb: x\n  condition: s and t\n").contains("`t` is not a selection"));
         assert!(e("  s:\n    - foo\n  condition: s\n").contains("keyword"));

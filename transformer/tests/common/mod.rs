@@ -167,6 +167,9 @@ fn cell(col: &dyn Array, i: usize) -> Value {
     if let Some(a) = any.downcast_ref::<Int32Array>() {
         return json!(a.value(i));
     }
+    if let Some(a) = any.downcast_ref::<arrow_array::BooleanArray>() {
+        return json!(a.value(i));
+    }
     if let Some(a) = any.downcast_ref::<TimestampMillisecondArray>() {
         return json!(a.value(i));
     }

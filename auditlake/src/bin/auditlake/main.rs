@@ -601,7 +601,13 @@ async fn load_rules(rules: Option<&str>) -> Result<transformer::sigma::RuleSet, 
         .map(str::to_owned)
         .or_else(|| std::env::var(auditlake::config::ENV_RULES).ok());
     let src = auditlake::config::rules_source(v.as_deref()).map_err(|e| Fail(2, e.to_string()))?;
-    auditlake::start::load_rules(src.as_ref())
+    let org = auditlake::config::org_accounts(
+        std::env::var(auditlake::config::ENV_ORG_ACCOUNTS)
+            .ok()
+            .as_deref(),
+    )
+    .map_err(|e| Fail(2, e.to_string()))?;
+    auditlake::start::load_rules(src.as_ref(), &auditlake::config::placeholders(&org))
         .await
         .map_err(|e| Fail(2, e.to_string()))
 }
@@ -627,16 +633,23 @@ async fn rules_cmd(cmd: RulesCmd) -> Result<(), Fail> {
             let set = load_rules(rules.as_deref()).await?;
             for r in &set.rules {
                 out::emitln(&format!(
-                    "{:<13} {:<48} {} {:<22} {} ({})",
+                    "{:<13} {:<48} {} {:<16} {:<22} {} ({}){}",
                     r.severity.as_str(),
                     r.name,
                     r.id,
+                    r.logsource.as_str(),
                     r.techniques.join(","),
                     r.title,
-                    r.file
+                    r.file,
+                    match &r.off {
+                        Some(why) =>
+                            format!(" OFF: {why}; set {}", auditlake::config::ENV_ORG_ACCOUNTS),
+                        None => String::new(),
+                    }
                 ));
             }
-            eprintln!("{} rules", set.len());
+            let off = set.rules.iter().filter(|r| r.off.is_some()).count();
+            eprintln!("{} rules ({off} off)", set.len());
             Ok(())
         }
         RulesCmd::Sql {
@@ -673,23 +686,68 @@ async fn rules_cmd(cmd: RulesCmd) -> Result<(), Fail> {
                 .map_err(|e| Fail(2, format!("{}: {e}", events.display())))?;
             let messages = ingest::audit_messages(&text)
                 .map_err(|e| Fail(2, format!("{}: {e}", events.display())))?;
-            let envelope = ingest::test_envelope(&messages);
-            let envs = transformer::decode::envelopes(envelope.as_bytes())
-                .map_err(|e| Fail(2, format!("{}: {e}", events.display())))?;
-            let x = transformer::extract::extract(&envs, transformer::extract::Context::new(None));
+            use transformer::sigma::LogSource;
             let mut fired = 0;
-            for (i, row) in x.rows.iter().enumerate() {
-                let ev = transformer::detect::RowEvent::new(row, &set.bodies);
-                let names: Vec<&str> = chosen
-                    .iter()
-                    .filter(|r| {
-                        row.parse_status == transformer::audit::ParseStatus::Ok && r.matches(&ev)
-                    })
-                    .map(|r| r.name.as_str())
-                    .collect();
+            for (i, m) in messages.iter().enumerate() {
+                // a CloudTrail EKS API call meets the aws/cloudtrail rules, anything
+                // else is an audit event for the kubernetes/audit ones
+                let (names, id, status): (Vec<&str>, String, &str) =
+                    match transformer::eks_api::parse(m) {
+                        Ok(Some(call)) => {
+                            let ev = transformer::detect::ApiView::new(&call, &set.bodies);
+                            let names = chosen
+                                .iter()
+                                .filter(|r| {
+                                    r.logsource == LogSource::CloudTrail
+                                        && r.off.is_none()
+                                        && r.matches(&ev)
+                                })
+                                .map(|r| r.name.as_str())
+                                .collect();
+                            (
+                                names,
+                                format!("{} {}", call.event_name, call.event_id),
+                                "ok",
+                            )
+                        }
+                        // a read-only EKS call (Describe*, List*): never a row
+                        Ok(None) if m.contains("\"eks.amazonaws.com\"") => {
+                            let name = serde_json::from_str::<serde_json::Value>(m)
+                                .ok()
+                                .and_then(|v| v["eventName"].as_str().map(str::to_owned))
+                                .unwrap_or_else(|| "-".into());
+                            (Vec::new(), name, "readonly")
+                        }
+                        _ => {
+                            let envelope = ingest::test_envelope(std::slice::from_ref(m));
+                            let envs = transformer::decode::envelopes(envelope.as_bytes())
+                                .map_err(|e| Fail(2, format!("{}: {e}", events.display())))?;
+                            let x = transformer::extract::extract(
+                                &envs,
+                                transformer::extract::Context::new(None),
+                            );
+                            let Some(row) = x.rows.first() else {
+                                continue;
+                            };
+                            let ev = transformer::detect::RowEvent::new(row, &set.bodies);
+                            let names = chosen
+                                .iter()
+                                .filter(|r| {
+                                    r.logsource == LogSource::KubernetesAudit
+                                        && r.off.is_none()
+                                        && row.parse_status == transformer::audit::ParseStatus::Ok
+                                        && r.matches(&ev)
+                                })
+                                .map(|r| r.name.as_str())
+                                .collect();
+                            (
+                                names,
+                                row.event.audit_id.as_deref().unwrap_or("-").to_owned(),
+                                row.parse_status.as_str(),
+                            )
+                        }
+                    };
                 fired += usize::from(!names.is_empty());
-                let id = row.event.audit_id.as_deref().unwrap_or("-");
-                let status = row.parse_status.as_str();
                 out::emitln(&format!(
                     "event {} ({id}, {status}): {}",
                     i + 1,
@@ -700,7 +758,7 @@ async fn rules_cmd(cmd: RulesCmd) -> Result<(), Fail> {
                     }
                 ));
             }
-            eprintln!("{fired} of {} events matched", x.rows.len());
+            eprintln!("{fired} of {} events matched", messages.len());
             Ok(())
         }
     }

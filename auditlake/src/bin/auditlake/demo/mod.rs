@@ -78,10 +78,11 @@ pub fn release(dir: &Path) -> bool {
 }
 
 /// What a demo run writes (and a re-run removes).
-const DEMO_DIRS: [&str; 5] = [
+const DEMO_DIRS: [&str; 6] = [
     "eks_audit",
     "sts_sessions",
     "findings",
+    "eks_api_events",
     "session_index",
     "alerts",
 ];
@@ -174,7 +175,7 @@ fn get(a: Option<&StringArray>, i: usize) -> Option<&str> {
 }
 
 /// One `eks_audit` row, as the report needs it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ReportRow {
     pub event_ms: i64,
     pub account_id: String,
@@ -304,6 +305,73 @@ fn finding_rows(batches: &[RecordBatch]) -> Vec<FindingRow> {
         }
     }
     out.sort_by_key(|f| f.event.event_ms);
+    out
+}
+
+/// One `eks_api_events` row as the report tells it: the caller (attributed like an
+/// audit event's user) and what the call did.
+fn api_calls(batches: &[RecordBatch]) -> Vec<(ReportRow, String)> {
+    let mut out = Vec::new();
+    for b in batches {
+        let t = b
+            .column_by_name("event_time")
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
+            .expect("event_time");
+        let chain = b
+            .column_by_name("role_chain")
+            .and_then(|c| c.as_any().downcast_ref::<ListArray>())
+            .expect("role_chain");
+        let audit_on = b
+            .column_by_name("audit_logging_enabled")
+            .and_then(|c| c.as_any().downcast_ref::<arrow_array::BooleanArray>())
+            .expect("audit_logging_enabled");
+        for i in 0..b.num_rows() {
+            let v = |n: &str| get(s(b, n), i).unwrap_or("").to_string();
+            let rc = chain.value(i);
+            let rc = rc
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("list of strings");
+            let short = |a: String| a.rsplit('/').next().unwrap_or("").to_string();
+            let mut what = v("event_name");
+            if !v("target_principal_arn").is_empty() {
+                what.push_str(&format!(" for {}", v("target_principal_arn")));
+            }
+            if !v("access_policy_arn").is_empty() {
+                what.push_str(&format!(
+                    ": {} ({} scope)",
+                    short(v("access_policy_arn")),
+                    v("access_scope_type")
+                ));
+            }
+            if audit_on.is_valid(i) {
+                what.push_str(if audit_on.value(i) {
+                    ": audit log ON"
+                } else {
+                    ": audit log OFF"
+                });
+            }
+            if !v("error_code").is_empty() {
+                what.push_str(&format!(" -- DENIED ({})", v("error_code")));
+            }
+            out.push((
+                ReportRow {
+                    event_ms: t.value(i),
+                    account_id: v("account_id"),
+                    cluster: v("cluster"),
+                    source_ip: v("source_ip"),
+                    principal: v("principal_name"),
+                    principal_type: v("principal_type"),
+                    method: v("attribution_method"),
+                    status: v("attribution_status"),
+                    role_chain: (0..rc.len()).map(|j| rc.value(j).to_string()).collect(),
+                    ..Default::default()
+                },
+                what,
+            ));
+        }
+    }
+    out.sort_by_key(|(r, _)| r.event_ms);
     out
 }
 
@@ -543,8 +611,11 @@ pub async fn run(lake_dir: &Path) -> Result<String, DemoError> {
     };
     let config = HandlerConfig {
         rules: Arc::new(
-            transformer::sigma::RuleSet::from_files(schemas::SHIPPED_RULES.iter().copied())
-                .map_err(|e| DemoError::Rules(e.to_string()))?,
+            transformer::sigma::RuleSet::from_files_with(
+                schemas::SHIPPED_RULES.iter().copied(),
+                &auditlake::config::placeholders(&scenario::DEMO_ORG_ACCOUNTS.map(str::to_owned)),
+            )
+            .map_err(|e| DemoError::Rules(e.to_string()))?,
         ),
         ..config
     };
@@ -628,6 +699,25 @@ async fn report(
             f.severity,
             cluster,
             f.event.source_ip
+        );
+    }
+    let _ = writeln!(o);
+
+    // cluster access and logging changed through the EKS API: CloudTrail, no audit event
+    let calls = api_calls(&read_table(root, "eks_api_events")?);
+    let _ = writeln!(
+        o,
+        "Cluster access and logging changed through the EKS API ({} calls in eks_api_events; no audit event records these):",
+        calls.len()
+    );
+    for (r, what) in &calls {
+        let _ = writeln!(
+            o,
+            "  {} {:<9} {what}\n     by {} from {}",
+            hhmm(r.event_ms),
+            r.cluster,
+            who(r),
+            r.source_ip
         );
     }
     let _ = writeln!(o);
@@ -722,7 +812,7 @@ async fn report(
     let dir = root.display();
     let _ = writeln!(
         o,
-        "\nThe lake is in {dir}/ (eks_audit/, sts_sessions/, session_index/). Query it with DuckDB"
+        "\nThe lake is in {dir}/ (eks_audit/, eks_api_events/, findings/, sts_sessions/, session_index/). Query it with DuckDB"
     );
     let _ = writeln!(o, "(python3 -m pip install duckdb; `bash tests/run.sh` puts it in ~/.cache/eks-audit-lake/venv):");
     let _ = writeln!(o, "  python3 -c \"import duckdb; duckdb.sql(\\\"SELECT principal_type, principal_name, count(*) AS events FROM read_parquet('{dir}/eks_audit/**/*.parquet', hive_partitioning = true) GROUP BY ALL ORDER BY events DESC\\\").show()\"");

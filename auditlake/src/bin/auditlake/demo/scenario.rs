@@ -503,8 +503,177 @@ pub fn generate() -> Vec<Vec<InputRecord>> {
     }
     anonymous_secrets(&mut g);
     erin_probes(&mut g, s("erin"));
+    eks_api_calls(
+        &mut g,
+        s("alice"),
+        s("dave"),
+        s("erin"),
+        s("bob-breakglass"),
+    );
     bad_input(&mut g);
+    // prod-east's audit log is off from AUDIT_OFF_AT (EKS applies the change within a
+    // minute): nothing it would have logged reaches the lake
+    let off_group = format!("/aws/eks/{}/cluster", CLUSTERS[PROD_EAST].name);
+    g.deliveries.retain(|d| {
+        !(d.group == off_group
+            && d.stream.starts_with("kube-apiserver-audit")
+            && d.ts > AUDIT_OFF_AT + MIN)
+    });
     pack(g.deliveries)
+}
+
+// ---- cluster access granted through the EKS API (CloudTrail, not the audit log) ---------
+
+/// When bob switches prod-east's audit log off.
+pub const AUDIT_OFF_AT: i64 = T0 + 7 * HOUR + 30 * MIN;
+/// The role bob makes cluster admin: staging's deployer, which he can assume.
+pub const BOB_ADMIN_ROLE: &str = "arn:aws:iam::333333333333:role/deployer";
+/// The organisation's accounts (`AUDITLAKE_ORG_ACCOUNTS` of the demo).
+pub const DEMO_ORG_ACCOUNTS: [&str; 4] = [MGMT, PROD, STAGING, TOOLS];
+
+/// One EKS API call as the org trail logs it (the eks.amazonaws.com management event).
+#[allow(clippy::too_many_arguments)]
+fn eks_call(
+    g: &mut Gen,
+    at: i64,
+    who: &Session,
+    ip: &str,
+    name: &str,
+    params: Value,
+    response: Value,
+    error: Option<(&str, &str)>,
+) {
+    let id = g.rng.uuid();
+    let req = g.rng.uuid();
+    let mut e = json!({"eventVersion": "1.09", "userIdentity": Gen::assumed(who, None), "eventTime": iso_s(at),
+        "eventSource": "eks.amazonaws.com", "eventName": name, "awsRegion": "us-east-1", "sourceIPAddress": ip,
+        "userAgent": "aws-cli/2.22.10 md/command#eks", "requestParameters": params, "responseElements": response,
+        "requestID": req, "eventID": id, "readOnly": false, "eventType": "AwsApiCall", "managementEvent": true,
+        "recipientAccountId": who.account, "eventCategory": "Management"});
+    if let Some((code, message)) = error {
+        e["errorCode"] = json!(code);
+        e["errorMessage"] = json!(message);
+        e["responseElements"] = Value::Null;
+    }
+    let recipient = who.account.clone();
+    g.trail(&recipient, e);
+}
+
+/// The URI member as CloudTrail logs it (percent-encoded).
+fn uri_encoded(arn: &str) -> String {
+    arn.replace(':', "%3A").replace('/', "%2F")
+}
+
+/// alice grants the platform team namespace admin (routine); dave lets a vendor role in
+/// (outside the organisation); erin (read-only) tries to make herself cluster admin and
+/// is denied; bob, on the break-glass session, makes a role he can assume cluster admin
+/// and later turns prod-east's audit log off.
+fn eks_api_calls(g: &mut Gen, alice: &Session, dave: &Session, erin: &Session, bob: &Session) {
+    let cluster = CLUSTERS[PROD_EAST].name;
+    let entry = |principal: &str, groups: Value| json!({"name": cluster, "principalArn": principal, "kubernetesGroups": groups, "type": "STANDARD"});
+    let entry_response = |principal: &str| {
+        json!({"accessEntry": {"clusterName": cluster, "principalArn": principal, "kubernetesGroups": [], "type": "STANDARD",
+            "username": format!("{principal}/{{{{SessionName}}}}"),
+            "accessEntryArn": format!("arn:aws:eks:us-east-1:{PROD}:access-entry/{cluster}/role/{}", principal.rsplit('/').next().unwrap_or(""))}})
+    };
+    let policy = |principal: &str, policy: &str, scope: Value| {
+        json!({"name": cluster, "principalArn": uri_encoded(principal),
+            "policyArn": format!("arn:aws:eks::aws:cluster-access-policy/{policy}"), "accessScope": scope})
+    };
+    let policy_response = |principal: &str, policy: &str, scope: Value| {
+        json!({"clusterName": cluster, "principalArn": principal, "associatedAccessPolicy": {
+            "policyArn": format!("arn:aws:eks::aws:cluster-access-policy/{policy}"), "accessScope": scope}})
+    };
+    let platform = format!("arn:aws:iam::{PROD}:role/platform-eng");
+    let ns_scope = json!({"type": "namespace", "namespaces": ["payments"]});
+    let t = T0 + HOUR + 20 * MIN;
+    eks_call(
+        g,
+        t,
+        alice,
+        "198.51.100.24",
+        "CreateAccessEntry",
+        entry(&platform, json!([])),
+        entry_response(&platform),
+        None,
+    );
+    eks_call(
+        g,
+        t + MIN,
+        alice,
+        "198.51.100.24",
+        "AssociateAccessPolicy",
+        policy(&platform, "AmazonEKSAdminPolicy", ns_scope.clone()),
+        policy_response(&platform, "AmazonEKSAdminPolicy", ns_scope),
+        None,
+    );
+    let vendor = "arn:aws:iam::999900001111:role/vendor-support";
+    eks_call(
+        g,
+        T0 + 2 * HOUR + 20 * MIN,
+        dave,
+        "198.51.100.31",
+        "CreateAccessEntry",
+        entry(vendor, json!(["vendor-readers"])),
+        entry_response(vendor),
+        None,
+    );
+    let erin_role = format!("arn:aws:iam::{PROD}:role/{}", erin.role);
+    let cluster_scope = json!({"type": "cluster", "namespaces": []});
+    eks_call(
+        g,
+        ERIN_PROBE.0 + 5 * MIN,
+        erin,
+        ERIN_PROBE.1,
+        "AssociateAccessPolicy",
+        policy(
+            &erin_role,
+            "AmazonEKSClusterAdminPolicy",
+            cluster_scope.clone(),
+        ),
+        Value::Null,
+        Some((
+            "AccessDeniedException",
+            "User is not authorized to perform: eks:AssociateAccessPolicy",
+        )),
+    );
+    let t = T0 + 3 * HOUR + 30 * MIN;
+    eks_call(
+        g,
+        t,
+        bob,
+        "198.51.100.77",
+        "CreateAccessEntry",
+        entry(BOB_ADMIN_ROLE, json!([])),
+        entry_response(BOB_ADMIN_ROLE),
+        None,
+    );
+    eks_call(
+        g,
+        t + MIN,
+        bob,
+        "198.51.100.77",
+        "AssociateAccessPolicy",
+        policy(
+            BOB_ADMIN_ROLE,
+            "AmazonEKSClusterAdminPolicy",
+            cluster_scope.clone(),
+        ),
+        policy_response(BOB_ADMIN_ROLE, "AmazonEKSClusterAdminPolicy", cluster_scope),
+        None,
+    );
+    let update_id = g.rng.uuid();
+    eks_call(
+        g,
+        AUDIT_OFF_AT,
+        bob,
+        "198.51.100.77",
+        "UpdateClusterConfig",
+        json!({"name": cluster, "logging": {"clusterLogging": [{"types": ["audit", "authenticator"], "enabled": false}]}}),
+        json!({"update": {"id": update_id, "status": "InProgress", "type": "LoggingUpdate",
+            "params": [{"type": "ClusterLogging", "value": "{\"clusterLogging\":[{\"types\":[\"audit\",\"authenticator\"],\"enabled\":false}]}"}], "errors": []}}),
+        None,
+    );
 }
 
 /// Controllers, nodes, a service account and health probes every 5 minutes; and the
@@ -768,7 +937,7 @@ fn trail_noise(g: &mut Gen, alice: &Session) {
     g.sts_event(T0 + 6 * HOUR, "AssumeRole", TOOLS, Gen::iam_user(TOOLS, "mallory"),
         json!({"roleArn": "arn:aws:iam::222222222222:role/eks-breakglass", "roleSessionName": "mallory"}), Value::Null, None, Some("AccessDenied"));
     for i in 0..10 {
-        g.trail(PROD, json!({"eventVersion": "1.08", "eventTime": iso_s(T0 + i * 40 * MIN), "eventSource": "eks.amazonaws.com", "eventName": "DescribeCluster",
+        g.trail(PROD, json!({"eventVersion": "1.08", "eventTime": iso_s(T0 + i * 40 * MIN), "eventSource": "eks.amazonaws.com", "eventName": "DescribeCluster", "readOnly": true,
             "eventID": format!("describe-{i}"), "recipientAccountId": PROD, "userIdentity": Gen::assumed(alice, None)}));
     }
 }
