@@ -201,21 +201,30 @@ pub struct ReportRow {
     pub principal_pod: String,
 }
 
+/// The column `name` of a batch as its Arrow array type (the report reads lake files it
+/// wrote itself: a missing column is a bug).
+fn typed<'b, T: 'static>(b: &'b RecordBatch, name: &str) -> &'b T {
+    b.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .unwrap_or_else(|| panic!("{name}"))
+}
+
+/// Row `i` of a list-of-strings column.
+fn strings_at(l: &ListArray, i: usize) -> Vec<String> {
+    let v = l.value(i);
+    let v = v
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("list of strings");
+    (0..v.len()).map(|j| v.value(j).to_string()).collect()
+}
+
 fn rows(batches: &[RecordBatch]) -> Vec<ReportRow> {
     let mut out = Vec::new();
     for b in batches {
-        let t = b
-            .column_by_name("event_time")
-            .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
-            .expect("event_time");
-        let code = b
-            .column_by_name("response_code")
-            .and_then(|c| c.as_any().downcast_ref::<arrow_array::Int32Array>())
-            .expect("response_code");
-        let chain = b
-            .column_by_name("role_chain")
-            .and_then(|c| c.as_any().downcast_ref::<ListArray>())
-            .expect("role_chain");
+        let t: &TimestampMillisecondArray = typed(b, "event_time");
+        let code: &arrow_array::Int32Array = typed(b, "response_code");
+        let chain: &ListArray = typed(b, "role_chain");
         let cols = [
             "account_id",
             "cluster",
@@ -240,11 +249,6 @@ fn rows(batches: &[RecordBatch]) -> Vec<ReportRow> {
         let c: Vec<Option<&StringArray>> = cols.iter().map(|n| s(b, n)).collect();
         for i in 0..b.num_rows() {
             let v = |k: usize| get(c[k], i).unwrap_or("").to_string();
-            let rc = chain.value(i);
-            let rc = rc
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .expect("list of strings");
             out.push(ReportRow {
                 event_ms: t.value(i),
                 account_id: v(0),
@@ -261,7 +265,7 @@ fn rows(batches: &[RecordBatch]) -> Vec<ReportRow> {
                 principal_type: v(11),
                 method: v(12),
                 status: v(13),
-                role_chain: (0..rc.len()).map(|j| rc.value(j).to_string()).collect(),
+                role_chain: strings_at(chain, i),
                 access_key: get(c[14], i).map(str::to_string),
                 aws_arn: get(c[15], i).map(str::to_string),
                 aws_role_arn: get(c[16], i).map(str::to_string),
@@ -289,10 +293,7 @@ fn finding_rows(batches: &[RecordBatch]) -> Vec<FindingRow> {
         let events = rows(std::slice::from_ref(b));
         // rows() sorted by time; findings are written in time order per file: re-read
         // the rule columns in the same order
-        let t = b
-            .column_by_name("event_time")
-            .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
-            .expect("event_time");
+        let t: &TimestampMillisecondArray = typed(b, "event_time");
         let mut order: Vec<usize> = (0..b.num_rows()).collect();
         order.sort_by_key(|&i| t.value(i));
         let (title, sev) = (s(b, "rule_title"), s(b, "severity"));
@@ -313,25 +314,11 @@ fn finding_rows(batches: &[RecordBatch]) -> Vec<FindingRow> {
 fn api_calls(batches: &[RecordBatch]) -> Vec<(ReportRow, String)> {
     let mut out = Vec::new();
     for b in batches {
-        let t = b
-            .column_by_name("event_time")
-            .and_then(|c| c.as_any().downcast_ref::<TimestampMillisecondArray>())
-            .expect("event_time");
-        let chain = b
-            .column_by_name("role_chain")
-            .and_then(|c| c.as_any().downcast_ref::<ListArray>())
-            .expect("role_chain");
-        let audit_on = b
-            .column_by_name("audit_logging_enabled")
-            .and_then(|c| c.as_any().downcast_ref::<arrow_array::BooleanArray>())
-            .expect("audit_logging_enabled");
+        let t: &TimestampMillisecondArray = typed(b, "event_time");
+        let chain: &ListArray = typed(b, "role_chain");
+        let audit_on: &arrow_array::BooleanArray = typed(b, "audit_logging_enabled");
         for i in 0..b.num_rows() {
             let v = |n: &str| get(s(b, n), i).unwrap_or("").to_string();
-            let rc = chain.value(i);
-            let rc = rc
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .expect("list of strings");
             let short = |a: String| a.rsplit('/').next().unwrap_or("").to_string();
             let mut what = v("event_name");
             if !v("target_principal_arn").is_empty() {
@@ -364,7 +351,7 @@ fn api_calls(batches: &[RecordBatch]) -> Vec<(ReportRow, String)> {
                     principal_type: v("principal_type"),
                     method: v("attribution_method"),
                     status: v("attribution_status"),
-                    role_chain: (0..rc.len()).map(|j| rc.value(j).to_string()).collect(),
+                    role_chain: strings_at(chain, i),
                     ..Default::default()
                 },
                 what,
