@@ -136,10 +136,12 @@ impl<'r> Detections<'r> {
 pub fn detect_api<'r>(rules: &'r RuleSet, rows: &[ApiRow<'_>]) -> Detections<'r> {
     let ids = rules.rules.iter().map(|r| r.id.as_str()).collect();
     let mut hits = Vec::new();
-    for (i, row) in rows.iter().enumerate() {
-        if rules.cloudtrail().is_empty() {
-            break;
-        }
+    let active = if rules.cloudtrail().is_empty() {
+        &[][..]
+    } else {
+        rows
+    };
+    for (i, row) in active.iter().enumerate() {
         let ev = ApiView::new(&row.event, &rules.bodies);
         for &k in rules.cloudtrail() {
             if rules.rules[k as usize].matches(&ev) {

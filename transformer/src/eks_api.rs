@@ -49,10 +49,6 @@ pub const ACCESS_CALLS: &[&str] = &[
     "UpdateAddon",
 ];
 
-/// Longest raw `requestParameters` / `responseElements` kept (CloudWatch Logs events are
-/// at most 256 KB, so this only bounds a pathological record's row).
-pub const MAX_RAW: usize = 64 * 1024;
-
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EksApiError {
     #[error("not a CloudTrail event: {0}")]
@@ -380,7 +376,8 @@ pub fn parse(json: &str) -> Result<Option<ApiEvent>, EksApiError> {
 
     let raw = |v: Option<&RawValue>| {
         v.map(RawValue::get)
-            .filter(|s| *s != "null" && s.len() <= MAX_RAW)
+            // bounded by the CloudWatch Logs event (256 KB) and the batch budget
+            .filter(|s| *s != "null")
             .map(str::to_owned)
     };
     // typed fields are best effort: one member of an unexpected type leaves them all NULL

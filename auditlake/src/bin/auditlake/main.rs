@@ -595,6 +595,15 @@ async fn ingest(lake: Option<&str>, paths: &[PathBuf]) -> Result<(), Fail> {
     Ok(())
 }
 
+/// The `eventName` of a CloudTrail record of the EKS API that is not a row (a read
+/// call), read from its own fields rather than its text (an audit body may mention
+/// the EKS service name).
+fn eks_read_call(m: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(m).ok()?;
+    (v["eventSource"] == transformer::eks_api::EVENT_SOURCE)
+        .then(|| v["eventName"].as_str().unwrap_or("-").to_owned())
+}
+
 /// The rules in force for a `rules` command.
 async fn load_rules(rules: Option<&str>) -> Result<transformer::sigma::RuleSet, Fail> {
     let v = rules
@@ -691,62 +700,57 @@ async fn rules_cmd(cmd: RulesCmd) -> Result<(), Fail> {
             for (i, m) in messages.iter().enumerate() {
                 // a CloudTrail EKS API call meets the aws/cloudtrail rules, anything
                 // else is an audit event for the kubernetes/audit ones
-                let (names, id, status): (Vec<&str>, String, &str) =
-                    match transformer::eks_api::parse(m) {
-                        Ok(Some(call)) => {
-                            let ev = transformer::detect::ApiView::new(&call, &set.bodies);
-                            let names = chosen
-                                .iter()
-                                .filter(|r| {
-                                    r.logsource == LogSource::CloudTrail
-                                        && r.off.is_none()
-                                        && r.matches(&ev)
-                                })
-                                .map(|r| r.name.as_str())
-                                .collect();
-                            (
-                                names,
-                                format!("{} {}", call.event_name, call.event_id),
-                                "ok",
-                            )
-                        }
-                        // a read-only EKS call (Describe*, List*): never a row
-                        Ok(None) if m.contains("\"eks.amazonaws.com\"") => {
-                            let name = serde_json::from_str::<serde_json::Value>(m)
-                                .ok()
-                                .and_then(|v| v["eventName"].as_str().map(str::to_owned))
-                                .unwrap_or_else(|| "-".into());
-                            (Vec::new(), name, "readonly")
-                        }
-                        _ => {
-                            let envelope = ingest::test_envelope(std::slice::from_ref(m));
-                            let envs = transformer::decode::envelopes(envelope.as_bytes())
-                                .map_err(|e| Fail(2, format!("{}: {e}", events.display())))?;
-                            let x = transformer::extract::extract(
-                                &envs,
-                                transformer::extract::Context::new(None),
-                            );
-                            let Some(row) = x.rows.first() else {
-                                continue;
-                            };
-                            let ev = transformer::detect::RowEvent::new(row, &set.bodies);
-                            let names = chosen
-                                .iter()
-                                .filter(|r| {
-                                    r.logsource == LogSource::KubernetesAudit
-                                        && r.off.is_none()
-                                        && row.parse_status == transformer::audit::ParseStatus::Ok
-                                        && r.matches(&ev)
-                                })
-                                .map(|r| r.name.as_str())
-                                .collect();
-                            (
-                                names,
-                                row.event.audit_id.as_deref().unwrap_or("-").to_owned(),
-                                row.parse_status.as_str(),
-                            )
-                        }
-                    };
+                let call = transformer::eks_api::parse(m);
+                let read = matches!(call, Ok(None)).then(|| eks_read_call(m)).flatten();
+                let (names, id, status): (Vec<&str>, String, &str) = match (call, read) {
+                    (Ok(Some(call)), _) => {
+                        let ev = transformer::detect::ApiView::new(&call, &set.bodies);
+                        let names = chosen
+                            .iter()
+                            .filter(|r| {
+                                r.logsource == LogSource::CloudTrail
+                                    && r.off.is_none()
+                                    && r.matches(&ev)
+                            })
+                            .map(|r| r.name.as_str())
+                            .collect();
+                        (
+                            names,
+                            format!("{} {}", call.event_name, call.event_id),
+                            "ok",
+                        )
+                    }
+                    // a read-only EKS call (Describe*, List*): never a row
+                    (_, Some(name)) => (Vec::new(), name, "readonly"),
+                    _ => {
+                        let envelope = ingest::test_envelope(std::slice::from_ref(m));
+                        let envs = transformer::decode::envelopes(envelope.as_bytes())
+                            .map_err(|e| Fail(2, format!("{}: {e}", events.display())))?;
+                        let x = transformer::extract::extract(
+                            &envs,
+                            transformer::extract::Context::new(None),
+                        );
+                        let Some(row) = x.rows.first() else {
+                            continue;
+                        };
+                        let ev = transformer::detect::RowEvent::new(row, &set.bodies);
+                        let names = chosen
+                            .iter()
+                            .filter(|r| {
+                                r.logsource == LogSource::KubernetesAudit
+                                    && r.off.is_none()
+                                    && row.parse_status == transformer::audit::ParseStatus::Ok
+                                    && r.matches(&ev)
+                            })
+                            .map(|r| r.name.as_str())
+                            .collect();
+                        (
+                            names,
+                            row.event.audit_id.as_deref().unwrap_or("-").to_owned(),
+                            row.parse_status.as_str(),
+                        )
+                    }
+                };
                 fired += usize::from(!names.is_empty());
                 out::emitln(&format!(
                     "event {} ({id}, {status}): {}",
