@@ -29,6 +29,8 @@ fi
 
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER="$linker"
 export CC_aarch64_unknown_linux_gnu="$linker"
+# the package carries no symbols (the host release keeps them for profiling)
+export CARGO_PROFILE_RELEASE_STRIP=symbols
 cargo build --release --target "$target" -p auditlake --bin bootstrap
 
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Self-test of the Python peer handler (not part of the repository test suite).
+"""Self-test of the Python peer handler (run by tests/test_bench_peers.py).
 
     /work/venv-main/bin/python bench/peer/selftest.py
 

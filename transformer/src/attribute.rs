@@ -13,6 +13,7 @@ use resolver::identity::Identity;
 
 /// One attribution per row, in row order. Access-key attributions borrow the index's
 /// resolved chains (no copy per event).
+#[inline(never)] // a stage of the instruction profile (bench --instructions)
 pub fn attribute<'i>(
     index: &'i SessionIndex,
     rows: &'i [AuditRow<'_>],

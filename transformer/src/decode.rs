@@ -50,7 +50,7 @@ pub enum MessageType {
 /// A CloudWatch Logs subscription envelope, borrowing from the decompressed buffer.
 /// `owner`, `logGroup` and `logEvents` are required; a document without them is not an
 /// envelope and fails the record.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CwlEnvelope<'a> {
     pub message_type: MessageType,
@@ -99,15 +99,15 @@ impl CwlEnvelope<'_> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CwlLogEvent<'a> {
     /// A ~56-digit decimal string from AWS; the moto emulator sends a JSON number.
     #[serde(borrow, deserialize_with = "string_or_number")]
     pub id: Cow<'a, str>,
     pub timestamp: i64,
-    /// Always escaped JSON inside JSON, so usually owned. (A raw-value capture plus a
-    /// memchr unescape measured slower than serde_json's own unescape: BENCHMARKS.md.)
+    /// Always escaped JSON inside JSON, so usually owned: unescaped in the same pass
+    /// that scans it ([`crate::envelope`]).
     #[serde(borrow)]
     pub message: Cow<'a, str>,
     #[serde(borrow, default)]
@@ -115,7 +115,7 @@ pub struct CwlLogEvent<'a> {
 }
 
 /// `extractedFields`, present when the subscription emits system fields.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 pub struct ExtractedFields<'a> {
     #[serde(borrow, rename = "@aws.region", default)]
     pub region: Option<Cow<'a, str>>,
@@ -220,6 +220,7 @@ pub fn unescape_json_string(lit: &str) -> Option<Cow<'_, str>> {
 }
 
 /// Gunzip every member of `data`, refusing to produce more than `cap` bytes.
+#[inline(never)] // a stage of the instruction profile (bench --instructions)
 pub fn gunzip(data: &[u8], cap: usize) -> Result<Vec<u8>, DecodeError> {
     if data.len() < 2 || data[0] != 0x1f || data[1] != 0x8b {
         return Err(DecodeError::NotGzip(data.iter().take(4).copied().collect()));
@@ -263,7 +264,17 @@ pub fn gunzip_any(data: Vec<u8>, cap: usize) -> Result<Vec<u8>, DecodeError> {
 
 /// Parse the stream of envelopes in a decompressed record (one or more documents,
 /// back to back, as Firehose's archive concatenates them).
+#[inline(never)] // a stage of the instruction profile (bench --instructions)
 pub fn envelopes(json: &[u8]) -> Result<Vec<CwlEnvelope<'_>>, DecodeError> {
+    match crate::envelope::parse(json) {
+        Some(envs) => Ok(envs),
+        None => envelopes_serde(json),
+    }
+}
+
+/// [`envelopes`] by serde_json alone: the contract the fast path is checked against,
+/// and the parser of every shape the fast path leaves (errors included).
+pub fn envelopes_serde(json: &[u8]) -> Result<Vec<CwlEnvelope<'_>>, DecodeError> {
     let mut out = Vec::with_capacity(1);
     for doc in serde_json::Deserializer::from_slice(json).into_iter::<CwlEnvelope<'_>>() {
         match doc {

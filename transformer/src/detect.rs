@@ -81,38 +81,43 @@ pub fn detect<'r>(rules: &'r RuleSet, rows: &[AuditRow<'_>]) -> Detections<'r> {
     let per_chunk: Vec<Vec<Hit>> = rows
         .par_chunks(CHUNK)
         .enumerate()
-        .map(|(c, chunk)| {
-            let mut hits = Vec::new();
-            let mut candidates = Vec::with_capacity(rules.len());
-            for (j, row) in chunk.iter().enumerate() {
-                if row.parse_status != ParseStatus::Ok {
-                    continue;
-                }
-                let e = &row.event;
-                let resource = e.object_ref.as_ref().and_then(|o| o.resource.as_deref());
-                let verb = e.verb.as_deref();
-                rules.candidates(resource, &mut candidates);
-                let ev = RowEvent::new(row, &rules.bodies);
-                for &k in &candidates {
-                    let rule = &rules.rules[k as usize];
-                    let verb_ok = match (&rule.verbs, verb) {
-                        (None, _) => true,
-                        (Some(vs), Some(v)) => vs.iter().any(|x| x.eq_ignore_ascii_case(v)),
-                        (Some(_), None) => false,
-                    };
-                    if verb_ok && rule.matches(&ev) {
-                        hits.push(Hit {
-                            row: (c * CHUNK + j) as u32,
-                            rule: k,
-                        });
-                    }
-                }
-            }
-            hits
-        })
+        .map(|(c, chunk)| detect_chunk(rules, c * CHUNK, chunk))
         .collect();
     let hits: Vec<Hit> = per_chunk.into_iter().flatten().collect();
     Detections::by_row(hits, rows.len(), ids)
+}
+
+/// The rules on one chunk of rows (`first` is the chunk's first row). Not inlined: a
+/// stage of the instruction profile (bench --instructions).
+#[inline(never)]
+fn detect_chunk(rules: &RuleSet, first: usize, chunk: &[AuditRow<'_>]) -> Vec<Hit> {
+    let mut hits = Vec::new();
+    let mut candidates = Vec::with_capacity(rules.len());
+    for (j, row) in chunk.iter().enumerate() {
+        if row.parse_status != ParseStatus::Ok {
+            continue;
+        }
+        let e = &row.event;
+        let resource = e.object_ref.as_ref().and_then(|o| o.resource.as_deref());
+        let verb = e.verb.as_deref();
+        rules.candidates(resource, &mut candidates);
+        let ev = RowEvent::new(row, &rules.bodies);
+        for &k in &candidates {
+            let rule = &rules.rules[k as usize];
+            let verb_ok = match (&rule.verbs, verb) {
+                (None, _) => true,
+                (Some(vs), Some(v)) => vs.iter().any(|x| x.eq_ignore_ascii_case(v)),
+                (Some(_), None) => false,
+            };
+            if verb_ok && rule.matches(&ev) {
+                hits.push(Hit {
+                    row: (first + j) as u32,
+                    rule: k,
+                });
+            }
+        }
+    }
+    hits
 }
 
 impl<'r> Detections<'r> {

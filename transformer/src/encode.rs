@@ -67,6 +67,9 @@ pub const NO_DICTIONARY: &[&str] = &[
     "raw_message",
 ];
 
+/// Columns without statistics (raw JSON; see [`writer_properties_with`]).
+pub const NO_STATISTICS: &[&str] = &["request_object", "response_object", "raw_message"];
+
 /// Writer settings, explicit rather than library defaults.
 pub fn writer_properties(sort_col: usize) -> WriterProperties {
     writer_properties_with(sort_col, ZSTD_LEVEL, ROW_GROUP_ROWS)
@@ -96,6 +99,12 @@ pub fn writer_properties_with(
         ColumnPath::from("audit_id"),
         Encoding::DELTA_LENGTH_BYTE_ARRAY,
     );
+    // Raw JSON bodies and messages: nobody prunes on their min/max, and computing it
+    // compared every body against two others over their long shared prefix
+    // (`{"kind":"Pod","apiVersion":"v1",...`).
+    for c in NO_STATISTICS {
+        b = b.set_column_statistics_enabled(ColumnPath::from(*c), EnabledStatistics::None);
+    }
     // levels outside zstd's range are refused by configuration; clamped here as well
     let level = ZstdLevel::try_new(zstd_level.clamp(1, 22)).expect("1..=22 is zstd's range");
     b.set_compression(Compression::ZSTD(level))
@@ -112,6 +121,7 @@ pub fn writer_properties_with(
 }
 
 /// Encode one record batch as a Parquet file.
+#[inline(never)] // a stage of the instruction profile (bench --instructions)
 pub fn to_parquet(
     table: &'static str,
     batch: &RecordBatch,
@@ -630,6 +640,20 @@ pub fn audit_parquet<'x, A: AsRef<Attribution<'x>>>(
     positions: &[usize],
     ingest_ms: i64,
 ) -> Result<Vec<u8>, EncodeError> {
+    let batch = audit_batch(rows, attributions, detections, positions, ingest_ms)?;
+    to_parquet("eks_audit", &batch, col::EVENT_TIME)
+}
+
+/// One `eks_audit` partition as an Arrow record batch. Not inlined: a stage of the
+/// instruction profile (bench --instructions).
+#[inline(never)]
+pub fn audit_batch<'x, A: AsRef<Attribution<'x>>>(
+    rows: &[AuditRow<'_>],
+    attributions: &[A],
+    detections: &Detections<'_>,
+    positions: &[usize],
+    ingest_ms: i64,
+) -> Result<RecordBatch, EncodeError> {
     let mut b = AuditBuilder::with_capacity(positions.len());
     for &i in positions {
         b.append(
@@ -639,7 +663,7 @@ pub fn audit_parquet<'x, A: AsRef<Attribution<'x>>>(
             ingest_ms,
         );
     }
-    to_parquet("eks_audit", &b.finish()?, col::EVENT_TIME)
+    b.finish()
 }
 
 // ---- findings ---------------------------------------------------------------------------

@@ -136,6 +136,7 @@ pub fn eks_cluster_of(log_group: &str) -> Option<&str> {
 }
 
 /// Classify and parse every log event of a record's envelopes.
+#[inline(never)] // a stage of the instruction profile (bench --instructions)
 pub fn extract<'a>(envelopes: &'a [CwlEnvelope<'a>], cx: Context<'a>) -> Extracted<'a> {
     let mut out = Extracted {
         control_only: true,

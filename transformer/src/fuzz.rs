@@ -26,6 +26,20 @@ pub fn decode(data: &[u8]) {
         }
     }
     let _ = decode::peek_owner(data, true);
+    same_envelopes(data);
+    if let Ok(json) = decode::gunzip(data, CAP) {
+        same_envelopes(&json);
+    }
+}
+
+/// The one-pass envelope parser: whatever it accepts, serde_json reads the same.
+fn same_envelopes(json: &[u8]) {
+    if let Some(fast) = crate::envelope::parse(json) {
+        match decode::envelopes_serde(json) {
+            Ok(slow) => assert_eq!(fast, slow, "fast and serde_json envelopes differ"),
+            Err(e) => panic!("the fast path accepted what serde_json refuses: {e}"),
+        }
+    }
 }
 
 /// One audit message: parse (or recover), read `user.extra`, encode the row.

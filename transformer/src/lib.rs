@@ -19,6 +19,7 @@ pub mod decode;
 pub mod detect;
 pub mod eks_api;
 pub mod encode;
+pub mod envelope;
 pub mod extract;
 pub mod finding;
 pub mod firehose;

@@ -46,6 +46,7 @@ pub fn object_key(table: &str, fingerprint: u64, day: i64, folders: &[&str]) -> 
 }
 
 /// `eks_audit` partitions of `rows`, in key order.
+#[inline(never)] // a stage of the instruction profile (bench --instructions)
 pub fn audit_partitions(rows: &[AuditRow<'_>], fingerprint: u64) -> Vec<Partition> {
     let mut parts: BTreeMap<(i64, &str, &str), Vec<usize>> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {

@@ -27,6 +27,7 @@ use transformer::firehose::{FirehoseEvent, FirehoseRecord};
 use transformer::handler::{Handler, HandlerConfig, InputRecord};
 use transformer::lake::{LocalDir, ObjectStore};
 use transformer::metrics::Metrics;
+use transformer::session_store::LakeSessionStore;
 use transformer::sigma::RuleSet;
 use transformer::{attribute, decode, detect, encode, extract, partition};
 
@@ -559,6 +560,253 @@ fn make_day(n: u64, dir: &Path) {
     );
 }
 
+/// The batches as `auditlake invoke` reads them: a Firehose event file per batch, and a
+/// local lake whose session index already holds the benchmark's sessions (the warm
+/// store). Returns (label, event file, decompressed CloudWatch JSON bytes).
+fn emit(dir: &Path, rt: &tokio::runtime::Runtime) -> (PathBuf, Vec<(String, PathBuf, usize)>) {
+    let lake = dir.join("lake");
+    let store = LakeSessionStore::new(Arc::new(LocalDir::new(&lake)));
+    let sess: Vec<Arc<StsSession>> = sessions().into_iter().map(Arc::new).collect();
+    rt.block_on(store.put(&sess)).expect("session index");
+    let mut out = Vec::new();
+    for (label, target) in [("1 MB", 1usize << 20), ("3 MB", 3 << 20)] {
+        let b = batch(target, 0x5eed + target as u64);
+        let file = dir.join(format!("event-{}.json", label.replace(' ', "")));
+        std::fs::write(
+            &file,
+            serde_json::to_vec(&firehose_event(&b)).expect("json"),
+        )
+        .expect("write event");
+        out.push((label.to_string(), file, decompressed_len(&b.records)));
+    }
+    (lake, out)
+}
+
+/// One `auditlake invoke` process per repeat on the CPUs `cpus` (taskset), as the
+/// Lambda runs it: event JSON in, base64, handler, response JSON out (discarded).
+/// Best and median wall time, and the largest peak RSS (KB, GNU time's `%M`).
+fn invoke_runs(
+    cli: &Path,
+    event: &Path,
+    lake: &Path,
+    cpus: &str,
+    repeats: usize,
+    work: &Path,
+) -> (Duration, Duration, u64) {
+    let rss_file = work.join("time.out");
+    let mut times = Vec::new();
+    let mut rss = 0;
+    for i in 0..repeats + 1 {
+        let t = Instant::now();
+        let st = Command::new("/usr/bin/time")
+            .args(["-f", "%M", "-o"])
+            .arg(&rss_file)
+            .args(["taskset", "-c", cpus])
+            .arg(cli)
+            .args(["invoke", "--event"])
+            .arg(event)
+            .arg("--lake")
+            .arg(lake)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("auditlake invoke");
+        let d = t.elapsed();
+        assert!(st.success(), "auditlake invoke failed: {st}");
+        if i > 0 {
+            times.push(d); // the first run warms the page cache
+        }
+        rss = rss.max(
+            std::fs::read_to_string(&rss_file)
+                .ok()
+                .and_then(|s| s.trim().lines().last()?.trim().parse().ok())
+                .unwrap_or(0),
+        );
+    }
+    (
+        *times.iter().min().expect("repeats > 0"),
+        median(times),
+        rss,
+    )
+}
+
+/// The machine's CPU time counters (`/proc/stat`, first line): (steal, total) jiffies.
+/// Steal is time the hypervisor gave this VM's vCPUs to someone else.
+fn cpu_steal() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = s
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (v.get(7).copied().unwrap_or(0), v.iter().take(8).sum())
+}
+
+/// Run a Python peer pinned to CPU 0; its JSON line, or why it failed.
+fn python_peer(py: &str, script: &str, args: &[&std::ffi::OsStr]) -> Result<Value, String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../bench/peer")
+        .join(script);
+    let out = Command::new("taskset")
+        .args(["-c", "0", py])
+        .arg(&path)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{py}: {e}"))?;
+    serde_json::from_slice::<Value>(out.stdout.trim_ascii())
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// The stages of the handler as symbols in a callgrind profile of `auditlake invoke`
+/// (inclusive instruction counts, summed over every call and thread). The stage
+/// functions are `#[inline(never)]` so that they stay visible in a release build.
+const INSTRUCTION_STAGES: &[(&str, &[&str])] = &[
+    (
+        "event JSON (Firehose event parse)",
+        &["auditlake::read_event"],
+    ),
+    ("base64 decode", &["transformer::handler::decode_base64"]),
+    ("decode: gunzip", &["transformer::decode::gunzip"]),
+    ("decode: envelope JSON", &["transformer::decode::envelopes"]),
+    (
+        "extract: audit events + identity",
+        &["transformer::extract::extract"],
+    ),
+    ("attribute", &["transformer::attribute::attribute"]),
+    (
+        "detect: shipped Sigma rules",
+        &["transformer::detect::detect_chunk"],
+    ),
+    ("partition", &["transformer::partition::audit_partitions"]),
+    (
+        "encode: eks_audit Arrow",
+        &["transformer::encode::audit_batch"],
+    ),
+    (
+        "encode: Parquet (every table)",
+        &["transformer::encode::to_parquet"],
+    ),
+    ("response JSON", &["auditlake::write_response"]),
+];
+
+/// `--instructions`: `auditlake invoke` on each batch under callgrind (one thread, so
+/// the count is the same from run to run): instructions in all and per stage, per MB of
+/// decompressed CloudWatch JSON.
+fn instructions(work: &Path, rt: &tokio::runtime::Runtime) -> Value {
+    let cli = std::env::current_exe()
+        .expect("exe")
+        .with_file_name("auditlake");
+    let (lake, events) = emit(work, rt);
+    let mut summary = serde_json::Map::new();
+    for (label, event, raw) in &events {
+        let out = work.join(format!("callgrind.{}.out", label.replace(' ', "")));
+        let st = Command::new("valgrind")
+            .args(["--tool=callgrind", "--quiet"])
+            .arg(format!("--callgrind-out-file={}", out.display()))
+            .arg(&cli)
+            .args(["invoke", "--event"])
+            .arg(event)
+            .arg("--lake")
+            .arg(&lake)
+            .env("RAYON_NUM_THREADS", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("valgrind (Debian package valgrind)");
+        assert!(
+            st.success(),
+            "auditlake invoke under callgrind failed: {st}"
+        );
+        let annotated = Command::new("callgrind_annotate")
+            .args(["--inclusive=yes", "--threshold=100"])
+            .arg(&out)
+            .output()
+            .expect("callgrind_annotate");
+        let text = String::from_utf8_lossy(&annotated.stdout);
+        let (total, per_fn) = callgrind_inclusive(&text);
+        let mb = *raw as f64 / 1e6;
+        println!("== instructions (callgrind, `auditlake invoke`, 1 thread): {label} batch, {mb:.1} MB CWL JSON");
+        println!(
+            "    {:<36} {:>15} {:>12} {:>6}",
+            "stage", "instructions", "per MB", "share"
+        );
+        println!(
+            "    {:<36} {total:>15} {:>12.0} {:>5.1}%",
+            "whole process",
+            total as f64 / mb,
+            100.0
+        );
+        let mut stages = serde_json::Map::new();
+        let mut covered = 0;
+        for (name, symbols) in INSTRUCTION_STAGES {
+            let n: u64 = symbols
+                .iter()
+                .map(|s| {
+                    per_fn
+                        .iter()
+                        .filter(|(f, _)| f == s)
+                        .map(|(_, n)| *n)
+                        .max()
+                        .unwrap_or(0)
+                })
+                .sum();
+            covered += n;
+            println!(
+                "    {name:<36} {n:>15} {:>12.0} {:>5.1}%",
+                n as f64 / mb,
+                100.0 * n as f64 / total as f64
+            );
+            stages.insert(name.to_string(), json!(n as f64 / mb));
+        }
+        let rest = total.saturating_sub(covered);
+        println!(
+            "    {:<36} {rest:>15} {:>12.0} {:>5.1}%",
+            "rest (start, rules, runtime)",
+            rest as f64 / mb,
+            100.0 * rest as f64 / total as f64
+        );
+        summary.insert(
+            label.clone(),
+            json!({"instructions": total, "per_mb": total as f64 / mb, "stages_per_mb": stages}),
+        );
+    }
+    Value::Object(summary)
+}
+
+/// (total, [(function, inclusive count)]) from `callgrind_annotate --inclusive=yes`:
+/// lines such as `1,234,567 (12.34%)  ???:crate::module::function [/path/binary]`; the
+/// name is cut at its hash suffix (`::h0123...`) and generic arguments are kept.
+fn callgrind_inclusive(text: &str) -> (u64, Vec<(String, u64)>) {
+    let count = |s: &str| s.replace(',', "").parse::<u64>().ok();
+    let mut total = 0;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(t) = l.strip_suffix("PROGRAM TOTALS") {
+            total = t.split_whitespace().next().and_then(count).unwrap_or(0);
+            continue;
+        }
+        let Some((n, rest)) = l.split_once(' ') else {
+            continue;
+        };
+        let Some(n) = count(n) else { continue };
+        let Some((_, f)) = rest.split_once(':') else {
+            continue;
+        };
+        let f = f.split(" [").next().unwrap_or(f).trim();
+        let f = f.split(" '").next().unwrap_or(f);
+        let f = match f.rfind("::h") {
+            Some(i) if f[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) => &f[..i],
+            _ => f,
+        };
+        out.push((f.to_string(), n));
+    }
+    (total, out)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 4 && args[1] == "--make-day" {
@@ -566,6 +814,19 @@ fn main() {
             args[2].parse().expect("--make-day N DIR"),
             Path::new(&args[3]),
         );
+        return;
+    }
+    if args.len() == 3 && args[1] == "--emit" {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let dir = Path::new(&args[2]);
+        let (lake, events) = emit(dir, &rt);
+        for (label, file, raw) in events {
+            println!(
+                "{label}: {} ({raw} bytes of CWL JSON); lake {}",
+                file.display(),
+                lake.display()
+            );
+        }
         return;
     }
     if args.len() == 5 && args[1] == "--rss-child" {
@@ -614,6 +875,24 @@ fn main() {
             .collect::<String>(),
     )
     .expect("write");
+
+    if args.iter().any(|a| a == "--instructions") {
+        let v = instructions(&work, &rt);
+        println!("\nJSON: {v}");
+        let _ = std::fs::remove_dir_all(&work);
+        return;
+    }
+    // the warm store `auditlake invoke` reads: the lake's session index
+    let lake = work.join("lake");
+    rt.block_on(LakeSessionStore::new(Arc::new(LocalDir::new(&lake))).put(&sess))
+        .expect("session index");
+    let cli = std::env::current_exe()
+        .expect("exe")
+        .with_file_name("auditlake");
+    let all_cpus = (0..cores)
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
 
     let mut summary = serde_json::Map::new();
     for (label, target) in [("1 MB", 1usize << 20), ("3 MB", 3 << 20)] {
@@ -718,35 +997,72 @@ fn main() {
             "parquet_bytes": parquet, "gzip_ndjson_bytes": ndjson, "peak_rss_kb": f.get(1),
             "stages_ms": best.iter().map(|(k, d)| (k.to_string(), json!(d.as_secs_f64() * 1e3))).collect::<serde_json::Map<_, _>>(),
         });
+        // the whole invocation as the Lambda runs it, as a process: one core, every core
+        let mut invoke_1 = None;
+        if cli.exists() {
+            let (b1, m1, rss1) = invoke_runs(&cli, &event_file, &lake, "0", repeats, &work);
+            let steal0 = cpu_steal();
+            let (ba, ma, rssa) = invoke_runs(&cli, &event_file, &lake, &all_cpus, repeats, &work);
+            let steal1 = cpu_steal();
+            let steal = 100.0 * (steal1.0 - steal0.0) as f64 / (steal1.1 - steal0.1).max(1) as f64;
+            println!("  `auditlake invoke` as a process, 1 core (taskset -c 0): {:7.1} MB/s ({:.1} ms best, {:.1} ms median), peak RSS {:.1} MB", mbps(raw, b1), b1.as_secs_f64() * 1e3, m1.as_secs_f64() * 1e3, rss1 as f64 / 1024.0);
+            println!("  `auditlake invoke` as a process, {cores} cores (taskset -c {all_cpus}): {:7.1} MB/s ({:.1} ms best, {:.1} ms median), peak RSS {:.1} MB -> {:.2}x the 1-core figure; steal time during these runs {steal:.1}% of the machine's CPU time", mbps(raw, ba), ba.as_secs_f64() * 1e3, ma.as_secs_f64() * 1e3, rssa as f64 / 1024.0, b1.as_secs_f64() / ba.as_secs_f64());
+            entry["steal_percent_2core_runs"] = json!(steal);
+            entry["invoke_mb_per_s_1core"] = json!(mbps(raw, b1));
+            entry["invoke_mb_per_s_all"] = json!(mbps(raw, ba));
+            entry["invoke_peak_rss_kb"] = json!(rss1.max(rssa));
+            invoke_1 = Some(mbps(raw, b1));
+        }
         if let Some(py) = &python {
-            let peer = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/peer/handler.py");
-            let out = Command::new(py)
-                .arg(&peer)
-                .args([
-                    "--event".as_ref(),
-                    event_file.as_os_str(),
-                    "--sessions".as_ref(),
-                    sessions_file.as_os_str(),
-                    "--out".as_ref(),
-                    work.join("py").as_os_str(),
-                    "--repeat".as_ref(),
-                    repeats.to_string().as_ref(),
-                ])
-                .output()
-                .expect("python peer");
-            match serde_json::from_slice::<Value>(out.stdout.trim_ascii()) {
-                Ok(v) => {
-                    let secs = v["seconds_best"].as_f64().unwrap_or(f64::NAN);
-                    let py_mbps = raw as f64 / 1e6 / secs;
-                    println!("  Python peer (orjson + pyarrow, 1 core): {py_mbps:7.1} MB/s ({:.1} ms best, {} events) -> Rust is {:.1}x on 1 core, {:.1}x on {cores} cores",
-                        secs * 1e3, v["events"], mbps(raw, best1) / py_mbps, mbps(raw, best_all) / py_mbps);
-                    entry["python_mb_per_s"] = json!(py_mbps);
-                    entry["ratio_1core"] = json!(mbps(raw, best1) / py_mbps);
-                }
-                Err(e) => println!(
-                    "  Python peer failed ({e}): {}",
-                    String::from_utf8_lossy(&out.stderr)
+            let reps = repeats.to_string();
+            let py_out = work.join("py");
+            let peers: [(&str, &str, Vec<&std::ffi::OsStr>); 2] = [
+                (
+                    "equal-work Python peer (orjson + pyarrow, same columns and attribution)",
+                    "handler.py",
+                    vec![
+                        "--event".as_ref(),
+                        event_file.as_os_str(),
+                        "--sessions".as_ref(),
+                        sessions_file.as_os_str(),
+                        "--out".as_ref(),
+                        py_out.as_os_str(),
+                        "--repeat".as_ref(),
+                        reps.as_ref(),
+                    ],
                 ),
+                (
+                    "lean Python handler (orjson + pyarrow, 14 columns, no attribution)",
+                    "lean.py",
+                    vec![
+                        "--event".as_ref(),
+                        event_file.as_os_str(),
+                        "--out".as_ref(),
+                        py_out.as_os_str(),
+                        "--repeat".as_ref(),
+                        reps.as_ref(),
+                    ],
+                ),
+            ];
+            for (name, script, args) in peers {
+                match python_peer(py, script, &args) {
+                    Ok(v) => {
+                        let secs = v["seconds_best"].as_f64().unwrap_or(f64::NAN);
+                        let py_mbps = raw as f64 / 1e6 / secs;
+                        let vs = invoke_1.map_or(String::new(), |r| {
+                            format!(" -> `auditlake invoke` on 1 core is {:.2}x", r / py_mbps)
+                        });
+                        println!("  {name}, 1 core: {py_mbps:7.1} MB/s ({:.1} ms best, {} events){vs}; the handler in-process {:.2}x on 1 core, {:.2}x on {cores} cores",
+                            secs * 1e3, v["events"], mbps(raw, best1) / py_mbps, mbps(raw, best_all) / py_mbps);
+                        entry[format!("{}_mb_per_s", script.trim_end_matches(".py"))] =
+                            json!(py_mbps);
+                        if let Some(r) = invoke_1 {
+                            entry[format!("invoke_vs_{}", script.trim_end_matches(".py"))] =
+                                json!(r / py_mbps);
+                        }
+                    }
+                    Err(e) => println!("  {name} failed: {e}"),
+                }
             }
         }
         summary.insert(label.to_string(), entry);
@@ -759,9 +1075,6 @@ fn main() {
     ev.records.truncate(1);
     let one_file = work.join("one.json");
     std::fs::write(&one_file, serde_json::to_vec(&ev).expect("json")).expect("write");
-    let cli = std::env::current_exe()
-        .expect("exe")
-        .with_file_name("auditlake");
     if cli.exists() {
         let mut times = Vec::new();
         for _ in 0..21 {
