@@ -67,9 +67,6 @@ pub const NO_DICTIONARY: &[&str] = &[
     "raw_message",
 ];
 
-/// Columns without statistics (raw JSON; see [`writer_properties_with`]).
-pub const NO_STATISTICS: &[&str] = &["request_object", "response_object", "raw_message"];
-
 /// Writer settings, explicit rather than library defaults.
 pub fn writer_properties(sort_col: usize) -> WriterProperties {
     writer_properties_with(sort_col, ZSTD_LEVEL, ROW_GROUP_ROWS)
@@ -99,12 +96,6 @@ pub fn writer_properties_with(
         ColumnPath::from("audit_id"),
         Encoding::DELTA_LENGTH_BYTE_ARRAY,
     );
-    // Raw JSON bodies and messages: nobody prunes on their min/max, and computing it
-    // compared every body against two others over their long shared prefix
-    // (`{"kind":"Pod","apiVersion":"v1",...`).
-    for c in NO_STATISTICS {
-        b = b.set_column_statistics_enabled(ColumnPath::from(*c), EnabledStatistics::None);
-    }
     // levels outside zstd's range are refused by configuration; clamped here as well
     let level = ZstdLevel::try_new(zstd_level.clamp(1, 22)).expect("1..=22 is zstd's range");
     b.set_compression(Compression::ZSTD(level))

@@ -285,7 +285,7 @@ impl<O: ObjectStore, S: SessionStore, A: AlertSink> Handler<O, S, A> {
         region: Option<&str>,
         now_ms: i64,
     ) -> Result<BatchOutput, HandlerError> {
-        let mut metrics = Metrics::for_input(records.iter().map(|r| r.data.len()));
+        let metrics = Metrics::for_input(records.iter().map(|r| r.data.len()));
 
         // 1-2. decode (within the batch budget) and extract, in parallel over records
         let decoded: Vec<Decoded> = decode::decode_batch(
@@ -294,7 +294,25 @@ impl<O: ObjectStore, S: SessionStore, A: AlertSink> Handler<O, S, A> {
             self.config.max_decompressed,
             self.config.budget.decompressed,
         );
-        let (outcomes, rows, sessions, api_rows) = self.extract(&decoded, region, &mut metrics);
+        let out = self
+            .process_decoded(records, &decoded, region, now_ms, metrics)
+            .await;
+        // the messages are most of the batch's memory: freed on every core, not after
+        // the batch on this thread alone (a serial 1.5 % of the instructions)
+        decoded.into_par_iter().for_each(drop);
+        out
+    }
+
+    /// Steps 2-7 over the decoded records.
+    async fn process_decoded(
+        &self,
+        records: &[InputRecord],
+        decoded: &[Decoded],
+        region: Option<&str>,
+        now_ms: i64,
+        mut metrics: Metrics,
+    ) -> Result<BatchOutput, HandlerError> {
+        let (outcomes, rows, sessions, api_rows) = self.extract(decoded, region, &mut metrics);
         let api_ids: Vec<_> = api_rows.iter().map(|r| r.event.identity()).collect();
 
         // 3. index this batch's STS sessions (never replacing what the store holds),
@@ -540,12 +558,20 @@ impl<O: ObjectStore, S: SessionStore, A: AlertSink> Handler<O, S, A> {
 fn decode_base64(event: &FirehoseEvent) -> (Vec<InputRecord>, Vec<(usize, String)>) {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut bad_b64 = Vec::new();
+    // in parallel: it runs before anything else of the batch can (serial, it was 1 % of
+    // the instructions and more of the two-core wall time)
+    let decoded: Vec<Result<Vec<u8>, base64::DecodeError>> = event
+        .records
+        .par_iter()
+        .map(|r| b64.decode(r.data.as_bytes()))
+        .collect();
     let inputs = event
         .records
         .iter()
+        .zip(decoded)
         .enumerate()
-        .map(|(i, r)| {
-            let data = b64.decode(r.data.as_bytes()).unwrap_or_else(|e| {
+        .map(|(i, (r, data))| {
+            let data = data.unwrap_or_else(|e| {
                 bad_b64.push((i, format!("data is not base64: {e}")));
                 Vec::new()
             });

@@ -82,8 +82,15 @@ pub fn over_partition_budget<'r, 'a: 'r>(
     let mut out = Vec::new();
     for rows in records {
         let mut new: HashMap<&str, HashSet<Part<'_>>> = HashMap::new();
+        // a record is one log group, so its rows share a partition but at a day's end:
+        // hash only when it changes (hashing every row was 0.8 % of a batch, serial)
+        let mut last = None;
         for r in rows {
             let p = r.partition();
+            if last == Some(p) {
+                continue;
+            }
+            last = Some(p);
             if !open.get(p.1).is_some_and(|o| o.contains(&p)) {
                 new.entry(p.1).or_default().insert(p);
             }

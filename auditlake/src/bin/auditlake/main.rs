@@ -471,22 +471,32 @@ async fn store_contract(
 }
 
 async fn invoke(event: &str, lake: Option<&str>) -> Result<(), Fail> {
-    let text = if event == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .map_err(|e| Fail(2, format!("reading stdin: {e}")))?;
-        s
-    } else {
-        std::fs::read_to_string(event).map_err(|e| Fail(2, format!("{event}: {e}")))?
-    };
-    let ev = read_event(&text).map_err(|e| {
-        Fail(
-            2,
-            format!("{event}: not a Firehose transformation event: {e}"),
-        )
-    })?;
-    let h = handler(lake, Trust::Configured).await?;
+    // the event is read and parsed on another thread while the handler starts (rules
+    // compiled, lake opened): on Lambda the two never meet (the handler is built once at
+    // init), here they would add up
+    let path = event.to_string();
+    let parsed = tokio::task::spawn_blocking(move || -> Result<FirehoseEvent, Fail> {
+        let text = if path == "-" {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| Fail(2, format!("reading stdin: {e}")))?;
+            s
+        } else {
+            std::fs::read_to_string(&path).map_err(|e| Fail(2, format!("{path}: {e}")))?
+        };
+        read_event(&text).map_err(|e| {
+            Fail(
+                2,
+                format!("{path}: not a Firehose transformation event: {e}"),
+            )
+        })
+    });
+    let h = handler(lake, Trust::Configured).await;
+    let ev = parsed
+        .await
+        .map_err(|e| Fail(1, format!("reading the event: {e}")))??;
+    let h = h?;
     let now = now_ms();
     let (resp, out) = h
         .handle_firehose(&ev, now)
