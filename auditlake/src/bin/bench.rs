@@ -668,7 +668,13 @@ const INSTRUCTION_STAGES: &[(&str, &[&str])] = &[
         "event JSON (Firehose event parse)",
         &["auditlake::read_event"],
     ),
-    ("base64 decode", &["transformer::handler::decode_base64"]),
+    (
+        "base64 decode",
+        &[
+            "transformer::handler::decode_base64",
+            "transformer::handler::decode_base64::{{closure}}",
+        ],
+    ),
     ("decode: gunzip", &["transformer::decode::gunzip"]),
     ("decode: envelope JSON", &["transformer::decode::envelopes"]),
     (
