@@ -2,11 +2,12 @@
 # The benchmark, in one command (not part of the tests: it prints figures, it passes
 # nothing and fails nothing):
 #
-#   bash bench/run.sh [--repeats N]
+#   bash bench/run.sh [--repeats N]     wall clock (MB/s, RSS, cold start, size, both Python peers)
+#   bash bench/run.sh --instructions    callgrind: instructions per MB per stage (repeatable)
 #
-# Builds the release binaries, installs the Python peer's dependencies (orjson, pyarrow)
-# into a venv, and runs auditlake/src/bin/bench.rs, which runs both implementations
-# on the same generated Firehose batches in the same run. Results: BENCHMARKS.md.
+# Builds the release binaries, installs the Python peers' dependencies (orjson, pyarrow)
+# into a venv, and runs auditlake/src/bin/bench.rs, which runs every implementation on
+# the same generated Firehose batches in the same run. Results: BENCHMARKS.md.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"

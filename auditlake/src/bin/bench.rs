@@ -1,11 +1,14 @@
-//! Benchmark of the whole handler and of each stage (DESIGN section 7).
+//! Benchmark of the whole handler and of each stage (DESIGN section 7, issue #16).
 //!
-//!   bash bench/run.sh        (builds release, installs the Python peer's deps, runs this)
+//!   bash bench/run.sh [--repeats N]   (builds release, installs the Python peers' deps, runs this)
+//!   bash bench/run.sh --instructions  (callgrind instruction counts per stage instead)
+//!   bench --emit DIR                  (the batches as event files + a lake with the warm store)
 //!
-//! Prints throughput (MB/s of decompressed CWL JSON) on one core and on all cores,
-//! events/s, the per-stage profile, peak RSS for a 3 MB batch (child process), the cold
-//! start of `auditlake invoke`, Parquet size against gzip NDJSON, and the Python peer
-//! (orjson + pyarrow) on the same input. Figures only: nothing here passes or fails.
+//! Prints throughput (MB/s of decompressed CWL JSON) of the handler in-process and of
+//! `auditlake invoke` as a process, on one core and on all cores, the per-stage profile,
+//! peak RSS, steal time, the cold start of `auditlake invoke`, Parquet size against gzip
+//! NDJSON, and both Python peers (the lean one and the equal-work one, orjson + pyarrow,
+//! pinned to one core) on the same input. Figures only: nothing here passes or fails.
 
 /// mimalloc: the handler allocates per event (unescaped messages, rows) from several
 /// threads; glibc malloc measured slower (BENCHMARKS.md).
