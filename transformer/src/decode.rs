@@ -160,6 +160,41 @@ fn hex4(b: &[u8]) -> Option<u32> {
     Some(v)
 }
 
+/// One JSON escape sequence, `b` starting just after its backslash: the character and
+/// how many bytes of `b` it spans. `None` for anything JSON does not allow, lone
+/// surrogates included (serde_json refuses them too). Shared by every unescaper here.
+pub(crate) fn json_escape(b: &[u8]) -> Option<(char, usize)> {
+    let c = match *b.first()? {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let hi = hex4(b.get(1..)?)?;
+            if !(0xD800..0xDC00).contains(&hi) {
+                // a lone low surrogate is not a char: refused here
+                return Some((char::from_u32(hi)?, 5));
+            }
+            // a surrogate pair: \uD83D\uDE00
+            if b.get(5..7)? != b"\\u" {
+                return None;
+            }
+            let lo = hex4(b.get(7..)?)?;
+            if !(0xDC00..0xE000).contains(&lo) {
+                return None;
+            }
+            let c = char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?;
+            return Some((c, 11));
+        }
+        _ => return None,
+    };
+    Some((c, 1))
+}
+
 /// Unescape a JSON string literal (with its quotes). `None` if it is not one. Used where
 /// a recovered field must be read from escaped text.
 pub fn unescape_json_string(lit: &str) -> Option<Cow<'_, str>> {
@@ -173,38 +208,9 @@ pub fn unescape_json_string(lit: &str) -> Option<Cow<'_, str>> {
     let mut i = first;
     while i < bytes.len() {
         // bytes[i] is a backslash
-        let esc = *bytes.get(i + 1)?;
-        i += 2;
-        match esc {
-            b'"' => out.push('"'),
-            b'\\' => out.push('\\'),
-            b'/' => out.push('/'),
-            b'b' => out.push('\u{8}'),
-            b'f' => out.push('\u{c}'),
-            b'n' => out.push('\n'),
-            b'r' => out.push('\r'),
-            b't' => out.push('\t'),
-            b'u' => {
-                let hi = hex4(&bytes[i..])?;
-                i += 4;
-                let c = if (0xD800..0xDC00).contains(&hi) {
-                    // a surrogate pair: \uD83D\uDE00
-                    if bytes.get(i..i + 2)? != b"\\u" {
-                        return None;
-                    }
-                    let lo = hex4(&bytes[i + 2..])?;
-                    if !(0xDC00..0xE000).contains(&lo) {
-                        return None;
-                    }
-                    i += 6;
-                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?
-                } else {
-                    char::from_u32(hi)? // lone low surrogates are rejected here
-                };
-                out.push(c);
-            }
-            _ => return None,
-        }
+        let (c, n) = json_escape(bytes.get(i + 1..)?)?;
+        out.push(c);
+        i += 1 + n;
         match memchr::memchr(b'\\', &bytes[i..]) {
             Some(j) => {
                 out.push_str(&s[i..i + j]);
@@ -451,6 +457,31 @@ pub fn decode_batch<R: Sync>(
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn json_escape_reads_exactly_one_sequence() {
+        assert_eq!(json_escape(b"n rest"), Some(('\n', 1)));
+        assert_eq!(json_escape(b"u00e9x"), Some(('\u{e9}', 5)));
+        assert_eq!(json_escape(b"ud83d\\ude00!"), Some(('\u{1f600}', 11)));
+        for bad in [
+            &b""[..],
+            b"x",
+            b"u12",
+            b"ud83d",
+            b"ud83dx",
+            b"ud83d\\u0041",
+            b"ude00",
+            b"uzzzz",
+        ] {
+            assert_eq!(json_escape(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+        // the unescapers that share it agree on the same text
+        let lit = "\"a\\\"b\\u00e9\\ud83d\\ude00\\n\"";
+        assert_eq!(
+            unescape_json_string(lit).as_deref(),
+            Some("a\"b\u{e9}\u{1f600}\n")
+        );
+    }
 
     fn gz(b: &[u8]) -> Vec<u8> {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

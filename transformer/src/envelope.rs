@@ -219,54 +219,17 @@ impl<'a> Parser<'a> {
 
     /// One escape sequence at `self.i` (a backslash), appended to `scratch`.
     fn escape(&mut self) -> Option<()> {
-        let c = *self.s.get(self.i + 1)?;
-        self.i += 2;
-        let byte = match c {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
-            b'b' => 0x08,
-            b'f' => 0x0c,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'u' => {
-                let hi = self.hex4()?;
-                let ch = match hi {
-                    0xD800..=0xDBFF => {
-                        // a surrogate pair; anything else (a lone surrogate) is left to
-                        // serde_json, which refuses it
-                        if self.s.get(self.i..self.i + 2)? != b"\\u" {
-                            return None;
-                        }
-                        self.i += 2;
-                        let lo = self.hex4()?;
-                        if !(0xDC00..=0xDFFF).contains(&lo) {
-                            return None;
-                        }
-                        char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?
-                    }
-                    _ => char::from_u32(hi)?,
-                };
-                let mut buf = [0u8; 4];
-                self.scratch
-                    .extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                return Some(());
-            }
-            _ => return None,
-        };
-        self.scratch.push(byte);
-        Some(())
-    }
-
-    fn hex4(&mut self) -> Option<u32> {
-        let h = self.s.get(self.i..self.i + 4)?;
-        let mut v = 0u32;
-        for &c in h {
-            v = v * 16 + (c as char).to_digit(16)?;
+        let (c, n) = crate::decode::json_escape(self.s.get(self.i + 1..)?)?;
+        self.i += 1 + n;
+        if c.is_ascii() {
+            // `\\`, `\n`, `\/`: the escapes of escaped JSON besides `\"`
+            self.scratch.push(c as u8);
+        } else {
+            let mut buf = [0u8; 4];
+            self.scratch
+                .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
         }
-        self.i += 4;
-        Some(v)
+        Some(())
     }
 
     /// A JSON integer that fits an i64 (no fraction, no exponent, no leading zero).
